@@ -1,0 +1,298 @@
+"""The command line: parse, call the library, print the report, map errors to exit statuses.
+
+``convfilter KERNEL [INPUT]... -o OUTPUT`` filters; ``list`` and ``params`` are subcommands.
+The library modules are imported inside the commands, so that ``--help`` stays quick.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+import click
+
+from .errors import ConvFilterError, UsageError
+
+EXIT_INTERRUPTED = 130
+SUBCOMMANDS_HELP = """\b
+Other commands:
+  convfilter list [--json]        every kernel: name, shape, mix, summary
+  convfilter params --in-channels C --out-channels O --kernel-size K [--groups G] [--bias]
+                    [--size WxH] [--json]
+                                  parameter and multiply-add calculator for any layer
+
+\b
+Exit status: 0 all written; 1 a failure while processing (unreadable image, write
+failure); 2 a usage or kernel error, found before any image is written; 130 interrupted."""
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"convfilter: error: {' '.join(str(message).split())}", err=True)
+    sys.exit(code)
+
+
+class FilterCommand(click.Command):
+    """The filtering command, reached as ``convfilter KERNEL …`` without a command word."""
+
+    def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """Show the usage as users type it: no command word."""
+        formatter.write_usage("convfilter", "KERNEL [INPUT]... [-o OUTPUT] [OPTIONS]")
+
+
+class Main(click.Group):
+    """``convfilter``: a kernel name (or file) first filters; a command word runs that command."""
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        """Route anything that is not a command word to the filter command."""
+        if args and args[0] in self.commands:
+            return super().resolve_command(ctx, args)
+        return "", filter_command, args
+
+    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """``convfilter --help`` is the filter command's help plus the other commands."""
+        with click.Context(filter_command, info_name="convfilter", parent=None) as sub:
+            filter_command.format_help(sub, formatter)
+
+    def main(self, args=None, prog_name=None, **extra):
+        """Run the command line; every error ends as one line and its documented exit status."""
+        args = list(sys.argv[1:] if args is None else args)
+        debug = "--debug" in args
+        args = [a for a in args if a != "--debug"]
+        extra.pop("standalone_mode", None)
+        try:
+            code = super().main(args=args, prog_name=prog_name or "convfilter", standalone_mode=False, **extra)
+        except click.exceptions.Abort:
+            _fail("interrupted", EXIT_INTERRUPTED)
+        except KeyboardInterrupt:
+            _fail("interrupted", EXIT_INTERRUPTED)
+        except click.ClickException as error:
+            _fail(error.format_message(), 2)
+        except ConvFilterError as error:
+            if debug:
+                raise
+            _fail(str(error), error.exit_code)
+        except BrokenPipeError:
+            _quiet_broken_pipe()
+        except Exception as error:
+            if debug:
+                raise
+            _fail(f"unexpected {type(error).__name__}: {error} (run with --debug for the traceback)", 1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def _quiet_broken_pipe() -> None:
+    # the reader went away (| head): stop quietly, and keep Python from complaining at exit
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(1)
+
+
+@click.group(
+    name="convfilter", cls=Main, invoke_without_command=False, context_settings={"ignore_unknown_options": True}
+)
+@click.version_option(package_name="convfilter", message="convfilter %(version)s")
+def cli() -> None:
+    """Filter images with convolution kernels."""
+
+
+def _params(values: tuple[str, ...]) -> dict[str, str]:
+    params = {}
+    for item in values:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise UsageError(f"option -p: expected NAME=VALUE, got {item!r}")
+        params[name.strip()] = value.strip()
+    return params
+
+
+@click.command(
+    cls=FilterCommand,
+    epilog=SUBCOMMANDS_HELP,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+@click.argument("kernel_ref", metavar="KERNEL")
+@click.argument("inputs", metavar="[INPUT]...", nargs=-1)
+@click.option("-o", "--output", help="Output file (format from its extension), or - for standard output.")
+@click.option("-g", "--groups", type=click.IntRange(min=1), help="Split the channels into G groups (PyTorch's groups).")
+@click.option("--depthwise", is_flag=True, help="Filter each channel on its own (groups = channels).")
+@click.option("--dense", is_flag=True, help="Every output channel sums all input channels (groups = 1).")
+@click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE", help="A generator parameter.")
+@click.option(
+    "--padding",
+    type=click.Choice(["zeros", "reflect", "replicate", "circular", "valid"]),
+    help="Border handling; valid: no padding, a smaller output.",
+)
+@click.option("--stride", type=click.IntRange(min=1), help="Keep every N-th row and column.")
+@click.option("--dilation", type=click.IntRange(min=1), help="Spacing between kernel taps.")
+@click.option("--flip/--no-flip", default=None, help="Mathematical convolution (kernel rotated 180°).")
+@click.option(
+    "--range",
+    "range_policy",
+    type=click.Choice(["clip", "abs", "normalize", "offset"]),
+    help="Float to pixels.",
+)
+@click.option("--alpha", type=click.Choice(["keep", "filter"]), help="Keep alpha aside, or filter it too.")
+@click.option("--format", "fmt", help="Output format for standard output (png, jpg, webp, bmp, tiff, npy).")
+@click.option("--quality", type=click.IntRange(0, 100), default=95, show_default=True, help="JPEG/WebP quality.")
+@click.option("--json", "as_json", is_flag=True, help="The report as one JSON object per image.")
+@click.option("-q", "--quiet", is_flag=True, help="No report.")
+def filter_command(
+    kernel_ref, inputs, output, groups, depthwise, dense, params, padding, stride, dilation, flip, range_policy,
+    alpha, fmt, quality, as_json, quiet,
+):  # fmt: skip
+    """Filter INPUT with KERNEL: a built-in name (see 'convfilter list'), or a .yaml or .npy file.
+
+    INPUT is an image file or - for standard input; with no INPUT, a piped standard input is read.
+    """
+    from . import library
+    from .imageio import FORMATS, output_format, read_bytes, write_atomic
+    from .pipeline import filter_bytes, filter_file
+
+    if sum(bool(x) for x in (groups, depthwise, dense)) > 1:
+        raise UsageError("options --groups, --depthwise and --dense exclude each other; give one")
+    mix = groups or ("depthwise" if depthwise else "dense" if dense else None)
+    kernel = library.load_kernel(kernel_ref, _params(params)).with_options(
+        mix=mix, padding=padding, stride=stride, dilation=dilation, flip=flip, range=range_policy, alpha=alpha
+    )
+    if fmt is not None and fmt.lower().lstrip(".") not in FORMATS:
+        raise UsageError(f"option --format: unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+    stream_format = FORMATS[fmt.lower().lstrip(".")] if fmt else None
+
+    if not inputs:
+        if sys.stdin.isatty():
+            raise UsageError("no input: give an image file, or - to read standard input")
+        inputs = ("-",)
+    if len(inputs) > 1:
+        raise UsageError("give one INPUT image (or - for standard input)")
+    source = inputs[0]
+    out_path = "-"
+    if output is None:
+        if sys.stdout.isatty():
+            raise UsageError("no output: give -o FILE, or pipe the output to another command")
+        output = "-"
+    if output == "-" and sys.stdout.isatty():
+        raise UsageError("standard output is a terminal: binary image data is not written there; give -o FILE")
+    if output != "-":
+        out_path = Path(output)
+        if out_path.is_dir() or output.endswith(os.sep):
+            name = "stdin.png" if source == "-" else Path(source).name
+            out_path = out_path / name
+        out_format = output_format(out_path)
+        if stream_format and stream_format != out_format:
+            raise UsageError(f"option --format {fmt}: the output {out_path} already asks for {out_format}")
+        if not out_path.parent.is_dir():
+            raise UsageError(f"output {out_path}: the folder {out_path.parent} does not exist")
+        if source != "-" and Path(source).exists() and _same_file(Path(source), out_path):
+            raise UsageError(f"output {out_path}: is the input; writing over an input is refused")
+
+    if source == "-" or output == "-":
+        data = sys.stdin.buffer.read() if source == "-" else read_bytes(source)
+        name = "<stdin>" if source == "-" else source
+        target_format = stream_format if output == "-" else out_format
+        encoded, result = filter_bytes(data, name, kernel, target_format, quality, output=str(out_path))
+        if output == "-":
+            _write_stdout(encoded)
+        else:
+            write_atomic(out_path, encoded)
+    else:
+        result = filter_file(source, out_path, kernel, out_format, quality)
+    if not quiet:
+        # the report goes to stderr, except a JSON report when stdout is free for it
+        _report(result, as_json, err=output == "-" or not as_json)
+    return 0
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _write_stdout(data: bytes) -> None:
+    # write() on a pipe may take fewer bytes than offered: loop until every byte is out
+    fd = sys.stdout.fileno()
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _report(result, as_json: bool, err: bool) -> None:
+    from .report import describe_layer, layer_summary
+
+    if as_json:
+        record = {
+            "input": result.input,
+            "output": result.output,
+            "status": "written",
+            **layer_summary(result.layer, result.out_size),
+            "seconds": round(result.seconds, 4),
+        }
+        click.echo(json.dumps(record), err=err)
+        return
+    click.echo(describe_layer(result.layer, result.out_size), err=True)
+    click.echo(f"{Path(result.input).name} → {result.output}  {result.seconds:.2f} s", err=True)
+
+
+@cli.command("list")
+@click.option("--json", "as_json", is_flag=True, help="A JSON list of objects instead of a table.")
+def list_command(as_json: bool) -> None:
+    """List every kernel: name, shape, mix and summary."""
+    from .library import kernel_table
+
+    rows = kernel_table()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    width = max(len(r["name"]) for r in rows)
+    for r in rows:
+        shape = "×".join(map(str, r["shape"]))
+        params = f"  [-p {', '.join(f'{k}={v:g}' for k, v in r['parameters'].items())}]" if r["parameters"] else ""
+        click.echo(f"{r['name']:<{width}}  {shape:<9} {r['mix']:<10} {r['summary']}{params}")
+
+
+def _kernel_size(value: str) -> tuple[int, int]:
+    match = re.fullmatch(r"\s*(\d+)\s*(?:[x×]\s*(\d+))?\s*", value)
+    if not match or int(match[1]) < 1 or (match[2] and int(match[2]) < 1):
+        raise UsageError(f"option --kernel-size: expected K or KHxKW with positive numbers, got {value!r}")
+    return int(match[1]), int(match[2] or match[1])
+
+
+def _image_size(value: str) -> tuple[int, int]:
+    match = re.fullmatch(r"\s*(\d+)\s*[x×]\s*(\d+)\s*", value)
+    if not match or min(int(match[1]), int(match[2])) < 1:
+        raise UsageError(f"option --size: expected WIDTHxHEIGHT with positive numbers, got {value!r}")
+    return int(match[1]), int(match[2])
+
+
+@cli.command("params")
+@click.option("--in-channels", type=click.IntRange(min=1), required=True, help="Input channels C.")
+@click.option("--out-channels", type=click.IntRange(min=1), required=True, help="Output channels O.")
+@click.option("--kernel-size", required=True, metavar="K[xK]", help="Kernel size: 3 or 3x5.")
+@click.option("--groups", type=click.IntRange(min=1), default=1, show_default=True, help="Groups G.")
+@click.option("--bias", is_flag=True, help="The layer has a bias (one per output channel).")
+@click.option("--size", metavar="WxH", help="Image size, for the multiply-add count (stride 1, same padding).")
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
+def params_command(in_channels, out_channels, kernel_size, groups, bias, size, as_json) -> None:
+    """Count the parameters and multiply-adds of a convolution layer, as PyTorch's Conv2d has them."""
+    from .report import describe_counts, human, layer_counts
+
+    kh, kw = _kernel_size(kernel_size)
+    counts = layer_counts(in_channels, out_channels, (kh, kw), groups, bias, _image_size(size) if size else None)
+    if as_json:
+        click.echo(json.dumps(counts))
+        return
+    click.echo(f"conv {in_channels}→{out_channels} channels, {kh}×{kw} kernel, groups={groups}")
+    click.echo(describe_counts(counts))
+    if size:
+        w, h = counts["size"]
+        click.echo(f"cost: {human(counts['multiply_adds'])} multiply-adds for {w}×{h}")
+
+
+def main() -> None:
+    """Entry point of the ``convfilter`` command."""
+    cli.main()

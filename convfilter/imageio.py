@@ -1,0 +1,200 @@
+"""Reading and writing images: bytes in any path, R, G, B(, A) channel order, bit depth, and
+atomic writes. OpenCV does the decoding and encoding."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .errors import ImageError, UsageError
+
+# output extension -> the format it writes
+FORMATS = {
+    "png": "png",
+    "jpg": "jpeg",
+    "jpeg": "jpeg",
+    "webp": "webp",
+    "bmp": "bmp",
+    "tif": "tiff",
+    "tiff": "tiff",
+    "npy": "npy",
+}
+EIGHT_BIT_ONLY = ("jpeg", "webp", "bmp")
+_SIGNATURES = (
+    (b"\x89PNG\r\n\x1a\n", "png"),
+    (b"\xff\xd8\xff", "jpeg"),
+    (b"BM", "bmp"),
+    (b"II*\x00", "tiff"),
+    (b"MM\x00*", "tiff"),
+    (b"\x93NUMPY", "npy"),
+)
+
+
+@dataclass(frozen=True)
+class Image:
+    """Decoded pixels ``(H, W, C)`` in R, G, B(, A) order, and the format they came in."""
+
+    pixels: np.ndarray
+    format: str
+
+
+def detect_format(data: bytes) -> str | None:
+    """Name the image format of ``data`` from its first bytes, or ``None``.
+
+    >>> detect_format(b"\\x89PNG\\r\\n\\x1a\\n....")
+    'png'
+    """
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    return next((fmt for signature, fmt in _SIGNATURES if data.startswith(signature)), None)
+
+
+def output_format(path: str | Path) -> str:
+    """Return the format a path's extension asks for, or raise a ``UsageError``."""
+    ext = Path(path).suffix.lower().lstrip(".")
+    if ext not in FORMATS:
+        raise UsageError(
+            f"output {path}: unknown extension {'.' + ext if ext else '(none)'}; use one of "
+            + ", ".join("." + e for e in FORMATS)
+        )
+    return FORMATS[ext]
+
+
+def read_bytes(path: str | Path) -> bytes:
+    """Return the bytes of the input file at ``path``; a missing or unreadable file is an ``ImageError``."""
+    path = Path(path)
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise ImageError(f"input {path}: no such file") from None
+    except IsADirectoryError:
+        raise ImageError(f"input {path}: is a directory, not an image file") from None
+    except OSError as error:
+        raise ImageError(f"input {path}: cannot read ({error.strerror})") from None
+
+
+def read_image(path: str | Path) -> Image:
+    """Read and decode the image file at ``path``."""
+    return decode_image(read_bytes(path), str(path))
+
+
+def decode_image(data: bytes, name: str) -> Image:
+    """Decode image bytes; ``name`` is how errors refer to them."""
+    if not data:
+        raise ImageError(f"input {name}: the file is empty")
+    fmt = detect_format(data)
+    if fmt == "npy":
+        try:
+            pixels = np.load(io.BytesIO(data), allow_pickle=False)
+        except (ValueError, OSError, EOFError) as error:
+            raise ImageError(f"input {name}: not a readable .npy array ({error})") from None
+        if pixels.ndim == 2:
+            pixels = pixels[:, :, None]
+        if pixels.ndim != 3 or pixels.dtype.kind not in "biuf" or min(pixels.shape) < 1:
+            raise ImageError(f"input {name}: a .npy image must be a non-empty (H, W, C) array of numbers")
+        return Image(pixels, "npy")
+    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if pixels is None:
+        raise ImageError(f"input {name}: not an image that can be decoded (PNG, JPEG, WebP, BMP, TIFF, …)")
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, None]
+    elif pixels.shape[2] == 3:
+        pixels = cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)  # OpenCV holds B, G, R; kernels speak R, G, B
+    elif pixels.shape[2] == 4:
+        pixels = cv2.cvtColor(pixels, cv2.COLOR_BGRA2RGBA)
+    return Image(pixels, fmt or "png")
+
+
+def pixel_dtype(input_dtype: np.dtype, fmt: str) -> np.dtype:
+    """The dtype an output in format ``fmt`` is written with, for an input of ``input_dtype``."""
+    if fmt == "npy":
+        return np.dtype(np.float32)
+    if input_dtype == np.uint16 and fmt in ("png", "tiff"):
+        return np.dtype(np.uint16)
+    return np.dtype(np.uint8)
+
+
+def to_pixels(result: np.ndarray, dtype: np.dtype, range_policy: str, scale: float = 1.0) -> np.ndarray:
+    """Turn a float result into pixels of ``dtype`` by ``range_policy``.
+
+    ``clip`` rounds to nearest and saturates, as ``cv2.imwrite`` does with a float image; ``abs``
+    takes the absolute value first; ``offset`` adds half the range so that 0 is mid-grey;
+    ``normalize`` stretches the result's min..max to the full range. ``scale`` multiplies the
+    result first (1/257 to write a 16-bit result as 8 bits). A float ``dtype`` is never clipped.
+
+    >>> to_pixels(np.array([-3.5, 0.5, 1.5, 300.0], np.float32), np.uint8, "clip").tolist()
+    [0, 0, 2, 255]
+    """
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        return result.astype(dtype)
+    top = float(np.iinfo(dtype).max)
+    values = result * np.float32(scale) if scale != 1 else result.copy()
+    if range_policy == "abs":
+        np.abs(values, out=values)
+    elif range_policy == "offset":
+        values += np.float32((top + 1) / 2)
+    elif range_policy == "normalize":
+        low, high = float(values.min()), float(values.max())
+        values -= np.float32(low)
+        values *= np.float32(top / (high - low) if high > low else 0.0)
+    np.rint(values, out=values)
+    np.clip(values, 0, top, out=values)
+    return values.astype(dtype)
+
+
+def encode_image(pixels: np.ndarray, fmt: str, quality: int = 95) -> bytes:
+    """Encode ``(H, W, C)`` pixels in R, G, B(, A) order as ``fmt`` bytes."""
+    if fmt == "npy":
+        buffer = io.BytesIO()
+        np.save(buffer, pixels, allow_pickle=False)
+        return buffer.getvalue()
+    channels = pixels.shape[2]
+    if channels not in (1, 3, 4):
+        raise UsageError(
+            f"a result with {channels} channels cannot be written as {fmt.upper()}: images hold 1, 3 or 4 "
+            "channels; write a .npy file instead"
+        )
+    if channels == 3:
+        pixels = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)
+    elif channels == 4:
+        pixels = cv2.cvtColor(pixels, cv2.COLOR_RGBA2BGRA)
+    params = []
+    if fmt == "jpeg":
+        params = [cv2.IMWRITE_JPEG_QUALITY, quality]
+    elif fmt == "webp":
+        params = [cv2.IMWRITE_WEBP_QUALITY, quality]
+    ok, encoded = cv2.imencode("." + ("jpg" if fmt == "jpeg" else fmt), pixels, params)
+    if not ok:
+        raise ImageError(f"could not encode the result as {fmt.upper()}")
+    return encoded.tobytes()
+
+
+def write_atomic(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename, so
+    that ``path`` holds either its old content or all of the new one, never a part."""
+    path = Path(path)
+    try:
+        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".convfilter-tmp")
+    except OSError as error:
+        raise ImageError(f"output {path}: cannot write in {path.parent} ({error.strerror})") from None
+    try:
+        with os.fdopen(fd, "wb") as stream:
+            stream.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions of a new file
+        os.replace(temp, path)
+    except BaseException as error:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        if isinstance(error, OSError):
+            raise ImageError(f"output {path}: cannot write ({error.strerror})") from None
+        raise

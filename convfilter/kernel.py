@@ -1,0 +1,389 @@
+"""The Kernel value: parse and validate a kernel mapping or array, and resolve how it spreads
+over an image's channels into a PyTorch-layout convolution layer."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .engine import PADDING_MODES, check_groups
+from .errors import KernelError, UsageError
+from .generators import GENERATORS, MAX_SIZE
+
+FIELDS = [
+    "name",
+    "summary",
+    "weights",
+    "generator",
+    "scale",
+    "divisor",
+    "normalize",
+    "bias",
+    "mix",
+    "padding",
+    "stride",
+    "dilation",
+    "flip",
+    "combine",
+    "range",
+    "alpha",
+]
+MIXES = ("depthwise", "dense")
+COMBINES = ("none", "magnitude", "max", "sum")
+RANGES = ("clip", "abs", "normalize", "offset")
+ALPHAS = ("keep", "filter")
+RESERVED_NAMES = ("list", "show", "params", "gallery")
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """A kernel resolved from its file: final weights (after generator, scale, divisor and
+    normalize) and the settings that say how to apply them."""
+
+    name: str
+    source: str  # what error messages call it: "kernel file blur.yaml", "kernel edge", …
+    weights: np.ndarray  # float32, 2-D [kh, kw], 3-D bank [k, kh, kw] or 4-D [O, C/g, kh, kw]
+    summary: str = ""
+    mix: str | int = "depthwise"  # "depthwise", "dense", a number of groups, or "infer" (.npy)
+    bias: tuple[float, ...] = ()
+    padding: str = "reflect"  # a padding mode, or "valid" (set from the command line) for none
+    stride: tuple[int, int] = (1, 1)
+    dilation: tuple[int, int] = (1, 1)
+    flip: bool = False
+    combine: str = "none"
+    range: str = "clip"
+    alpha: str = "keep"
+    generator: str | None = None
+    params: tuple[tuple[str, float], ...] = ()
+
+    @property
+    def kernel_size(self) -> tuple[int, int]:
+        """``(kh, kw)``: the spatial size of the weights."""
+        return self.weights.shape[-2], self.weights.shape[-1]
+
+    def with_options(
+        self,
+        *,
+        mix: str | int | None = None,
+        padding: str | None = None,
+        stride: int | None = None,
+        dilation: int | None = None,
+        flip: bool | None = None,
+        range: str | None = None,
+        alpha: str | None = None,
+    ) -> Kernel:
+        """Return this kernel with the options that are not ``None`` overriding its own."""
+        changes = {
+            "mix": mix,
+            "padding": padding,
+            "stride": None if stride is None else _pair(stride, "--stride", "option"),
+            "dilation": None if dilation is None else _pair(dilation, "--dilation", "option"),
+            "flip": flip,
+            "range": range,
+            "alpha": alpha,
+        }
+        if isinstance(mix, int) and (isinstance(mix, bool) or mix < 1):
+            raise UsageError(f"option --groups: must be a positive integer, got {mix}")
+        for field, choices in (("padding", (*PADDING_MODES, "valid")), ("range", RANGES), ("alpha", ALPHAS)):
+            if changes[field] is not None and changes[field] not in choices:
+                raise UsageError(f"option --{field}: {changes[field]!r} is not one of {', '.join(choices)}")
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def layer(self, in_channels: int) -> Layer:
+        """Resolve the kernel for an image of ``in_channels`` channels into a convolution layer."""
+        w, mix = self.weights, self.mix
+        kh, kw = self.kernel_size
+        c = in_channels
+        repeat_gray = False
+        if w.ndim == 2:
+            groups = {"depthwise": c, "dense": 1}.get(mix, mix)
+            self._check_groups(c, c, groups)
+            weight = np.broadcast_to(w, (c, c // groups, kh, kw))
+        elif w.ndim == 3:
+            if mix == "dense" or (isinstance(mix, int) and mix != c):
+                raise KernelError(
+                    f"{self.source}: a bank of {len(w)} kernels is applied channel-wise (groups={c} for "
+                    f"{c} channels); --dense and other groups do not apply to it"
+                )
+            groups = c
+            # output channel c·k + j is kernel j of the bank on input channel c, PyTorch's order for
+            # a depthwise convolution with channel multiplier k
+            weight = np.tile(w[:, None], (c, 1, 1, 1))
+        else:
+            out_channels, group_in = w.shape[:2]
+            if mix == "infer":
+                if c % group_in:
+                    raise KernelError(
+                        f"{self.source}: the weight takes {group_in} channels per group, which does not divide "
+                        f"the image's {c} channels"
+                    )
+                groups = c // group_in
+            elif mix == "depthwise":
+                groups = c
+            else:
+                groups = 1 if mix == "dense" else mix
+            if group_in * groups != c:
+                if c == 1 and group_in * groups == 3:
+                    # a grayscale image meets an RGB kernel: each of R, G, B is that gray
+                    repeat_gray, c = True, 3
+                else:
+                    raise KernelError(
+                        f"{self.source}: the weight [{out_channels}, {group_in}, {kh}, {kw}] with groups={groups} "
+                        f"takes {group_in * groups} input channels, the image has {c}"
+                    )
+            self._check_groups(c, out_channels, groups)
+            weight = w
+        weight = np.ascontiguousarray(weight, np.float32)
+        bias = None
+        if self.bias:
+            if len(self.bias) not in (1, len(weight)):
+                raise KernelError(
+                    f"{self.source}: 'bias' has {len(self.bias)} numbers; give 1 or one per output channel "
+                    f"({len(weight)})"
+                )
+            bias = np.broadcast_to(np.asarray(self.bias, np.float32), (len(weight),)).copy()
+        return Layer(self, weight, bias, groups, c, repeat_gray)
+
+    def _check_groups(self, in_channels: int, out_channels: int, groups: int) -> None:
+        try:
+            check_groups(in_channels, out_channels, groups)
+        except UsageError as error:
+            raise KernelError(f"{self.source}: {error}") from None
+
+
+@dataclass(frozen=True)
+class Layer:
+    """A kernel resolved for an image: the PyTorch-layout weight and how it is applied."""
+
+    kernel: Kernel
+    weight: np.ndarray  # float32 [O, C/groups, kh, kw]
+    bias: np.ndarray | None
+    groups: int
+    in_channels: int
+    repeat_gray: bool = False  # a 1-channel image is repeated to the 3 channels the weight takes
+
+    @property
+    def out_channels(self) -> int:
+        """Channels the convolution produces (before a bank's ``combine``)."""
+        return self.weight.shape[0]
+
+    @property
+    def result_channels(self) -> int:
+        """Channels of the filtered image: a bank's ``combine`` folds its k responses into one."""
+        if self.kernel.weights.ndim == 3 and self.kernel.combine != "none":
+            return self.in_channels
+        return self.out_channels
+
+    @property
+    def mix(self) -> str:
+        """``depthwise``, ``dense`` or ``grouped``, in the vocabulary of the report."""
+        if self.groups == self.in_channels and self.weight.shape[1] == 1:
+            return "depthwise"
+        return "dense" if self.groups == 1 else "grouped"
+
+
+def parse_kernel(
+    data: object, stem: str, source: str, *, builtin: bool = False, params: dict[str, object] | None = None
+) -> Kernel:
+    """Validate a kernel mapping read from a YAML file and resolve it into a :class:`Kernel`.
+
+    ``stem`` is the file's stem (the default name), ``source`` names the file in messages,
+    ``params`` are ``-p`` overrides for the generator.
+    """
+    where = source
+    if data is None:
+        raise KernelError(f"{where}: the file is empty; a kernel needs at least 'weights' or 'generator'")
+    if not isinstance(data, dict):
+        raise KernelError(f"{where}: must be a mapping of fields (weights: …), not a {type(data).__name__}")
+    unknown = [k for k in data if k not in FIELDS]
+    if unknown:
+        raise KernelError(f"{where}: unknown field {unknown[0]!r}; the fields are {', '.join(FIELDS)}")
+    name = _string(data, "name", where, stem)
+    if builtin:
+        if name != stem:
+            raise KernelError(f"{where}: 'name' is {name!r} but a built-in's name must be its file stem {stem!r}")
+        if name in RESERVED_NAMES:
+            raise KernelError(f"{where}: {name!r} is a command name and cannot name a kernel")
+        if not data.get("summary"):
+            raise KernelError(f"{where}: 'summary' is required for a built-in kernel")
+    summary = _string(data, "summary", where, "")
+    if ("weights" in data) == ("generator" in data):
+        raise KernelError(f"{where}: give exactly one of 'weights' or 'generator'")
+    generator, resolved_params = None, {}
+    if "weights" in data:
+        if params:
+            raise KernelError(
+                f"{where}: kernel {name} has fixed weights and takes no parameters, got -p {next(iter(params))}"
+            )
+        weights = np.asarray(parse_weights(data["weights"], where), np.float64)
+    else:
+        generator, resolved_params, weights = _run_generator(data["generator"], params or {}, where)
+    scale = _number(data, "scale", where, 1.0)
+    divisor = _number(data, "divisor", where, 1.0)
+    if divisor == 0:
+        raise KernelError(f"{where}: 'divisor' must not be 0")
+    weights = weights * scale / divisor
+    if _bool(data, "normalize", where, False):
+        weights = _normalize(weights, where)
+    bias = data.get("bias", 0)
+    bias = tuple(bias) if isinstance(bias, list) else (bias,)
+    if not bias or not all(_is_number(b) for b in bias):
+        raise KernelError(f"{where}: 'bias' must be a number or a list of numbers, one per output channel")
+    return Kernel(
+        name=name,
+        source=where,
+        weights=weights.astype(np.float32),
+        summary=summary,
+        mix=_mix(data.get("mix", "depthwise"), weights.ndim, where),
+        bias=() if bias == (0,) else tuple(float(b) for b in bias),
+        padding=_choice(data, "padding", PADDING_MODES, where, "reflect"),
+        stride=_pair(data.get("stride", 1), "'stride'", where),
+        dilation=_pair(data.get("dilation", 1), "'dilation'", where),
+        flip=_bool(data, "flip", where, False),
+        combine=_choice(data, "combine", COMBINES, where, "none"),
+        range=_choice(data, "range", RANGES, where, "clip"),
+        alpha=_choice(data, "alpha", ALPHAS, where, "keep"),
+        generator=generator,
+        params=tuple(resolved_params.items()),
+    )
+
+
+def kernel_from_array(array: np.ndarray, name: str, source: str) -> Kernel:
+    """Make a :class:`Kernel` from a ``.npy`` array: a 2-D kernel (applied depthwise) or a 4-D
+    PyTorch weight ``[O, C/g, kh, kw]`` whose groups are inferred from the image's channels."""
+    if array.dtype.kind not in "iuf":
+        raise KernelError(f"{source}: holds {array.dtype} values; a kernel holds integers or floats")
+    if array.ndim not in (2, 4):
+        raise KernelError(f"{source}: has shape {array.shape}; give a 2-D [kh, kw] or 4-D [O, C/g, kh, kw] array")
+    if array.size == 0 or not np.all(np.isfinite(array)):
+        raise KernelError(f"{source}: the weights must be finite numbers and not empty")
+    if max(array.shape[-2:]) > MAX_SIZE:
+        raise KernelError(f"{source}: {array.shape[-2]}×{array.shape[-1]} is larger than {MAX_SIZE}×{MAX_SIZE}")
+    return Kernel(
+        name=name,
+        source=source,
+        weights=array.astype(np.float32),
+        mix="depthwise" if array.ndim == 2 else "infer",
+    )
+
+
+def parse_weights(value: object, where: str) -> list:
+    """Check that ``value`` is a 2-, 3- or 4-D nested list of finite numbers with no ragged rows."""
+    depth, probe = 0, value
+    while isinstance(probe, list) and probe:
+        depth, probe = depth + 1, probe[0]
+    if not isinstance(value, list) or not value or depth not in (2, 3, 4):
+        raise KernelError(
+            f"{where}: 'weights' must be a non-empty 2-D list of rows of numbers "
+            "(or 3-D for a bank, 4-D for [O][C/g][kh][kw])"
+        )
+    shape = _check_nested(value, depth, where, _LEVELS[depth])
+    if shape[-2] > MAX_SIZE or shape[-1] > MAX_SIZE:
+        raise KernelError(f"{where}: 'weights' is {shape[-2]}×{shape[-1]}, larger than {MAX_SIZE}×{MAX_SIZE}")
+    return value
+
+
+# what each nesting level of a weight is called in messages, outermost first
+_LEVELS = {2: ("row",), 3: ("kernel", "row"), 4: ("output", "input", "row")}
+
+
+def _check_nested(value: list, depth: int, where: str, levels: tuple[str, ...], path: str = "") -> tuple[int, ...]:
+    """Return the shape of a nested list of numbers, or raise naming the first bad place."""
+    if depth == 1:
+        for column, item in enumerate(value, 1):
+            if not _is_number(item):
+                raise KernelError(f"{where}: 'weights'{path} item {column} is {item!r}, not a finite number")
+        return (len(value),)
+    level = levels[-(depth - 1)]
+    shapes = []
+    for i, item in enumerate(value, 1):
+        if not isinstance(item, list) or not item:
+            raise KernelError(f"{where}: 'weights'{path} {level} {i} must be a non-empty list")
+        shapes.append(_check_nested(item, depth - 1, where, levels, f"{path} {level} {i},".rstrip(",")))
+    for i, shape in enumerate(shapes[1:], 2):
+        if shape != shapes[0]:
+            if depth == 2:
+                raise KernelError(f"{where}: 'weights'{path} row {i} has {shape[0]} numbers, row 1 has {shapes[0][0]}")
+            raise KernelError(
+                f"{where}: 'weights'{path} {level} {i} has shape {list(shape)}, {level} 1 has {list(shapes[0])}"
+            )
+    return (len(value), *shapes[0])
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _number(data: dict, field: str, where: str, default: float) -> float:
+    value = data.get(field, default)
+    if not _is_number(value):
+        raise KernelError(f"{where}: {field!r} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _bool(data: dict, field: str, where: str, default: bool) -> bool:
+    value = data.get(field, default)
+    if not isinstance(value, bool):
+        raise KernelError(f"{where}: {field!r} must be true or false, got {value!r}")
+    return value
+
+
+def _string(data: dict, field: str, where: str, default: str) -> str:
+    value = data.get(field, default)
+    if not isinstance(value, str):
+        raise KernelError(f"{where}: {field!r} must be a string, got {value!r}")
+    return value
+
+
+def _choice(data: dict, field: str, choices: tuple[str, ...], where: str, default: str) -> str:
+    value = data.get(field, default)
+    if value not in choices:
+        raise KernelError(f"{where}: {field!r} is {value!r}; use one of {', '.join(choices)}")
+    return value
+
+
+def _pair(value: object, field: str, where: str) -> tuple[int, int]:
+    pair = value if isinstance(value, (list, tuple)) else [value, value]
+    if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in pair):
+        raise KernelError(f"{where}: {field} must be a whole number ≥ 1 or a pair [y, x] of them, got {value!r}")
+    return int(pair[0]), int(pair[1])
+
+
+def _mix(value: object, ndim: int, where: str) -> str | int:
+    if value in MIXES:
+        return value
+    if isinstance(value, dict) and set(value) == {"groups"}:
+        groups = value["groups"]
+        if isinstance(groups, int) and not isinstance(groups, bool) and groups >= 1:
+            return groups
+    raise KernelError(f"{where}: 'mix' is {value!r}; use depthwise, dense or {{groups: N}} with N ≥ 1")
+
+
+def _normalize(weights: np.ndarray, where: str) -> np.ndarray:
+    # a 2-D kernel sums to 1 as a whole; each kernel of a bank, and each output channel of a
+    # 4-D weight, sums to 1 on its own
+    axes = {2: (0, 1), 3: (1, 2), 4: (1, 2, 3)}[weights.ndim]
+    total = weights.sum(axis=axes, keepdims=True)
+    if np.any(np.abs(total) < 1e-12):
+        raise KernelError(f"{where}: 'normalize' divides by the sum of the weights, which is 0")
+    return weights / total
+
+
+def _run_generator(spec: object, overrides: dict[str, object], where: str) -> tuple[str, dict, np.ndarray]:
+    if not isinstance(spec, dict) or "type" not in spec or set(spec) - {"type", "params"}:
+        raise KernelError(f"{where}: 'generator' must be a mapping {{type: NAME, params: {{…}}}}")
+    kind = spec["type"]
+    if kind not in GENERATORS:
+        raise KernelError(f"{where}: generator type {kind!r} is unknown; use one of {', '.join(GENERATORS)}")
+    generator = GENERATORS[kind]
+    file_params = spec.get("params") or {}
+    if not isinstance(file_params, dict):
+        raise KernelError(f"{where}: generator 'params' must be a mapping of NAME: VALUE")
+    values = generator.resolve(file_params, where)
+    if overrides:
+        from_options = generator.resolve(overrides, f"{where}, option -p")
+        values.update({name: from_options[name] for name in overrides})
+    return kind, values, generator.build(**values)

@@ -1,0 +1,134 @@
+"""One image through one kernel: channels and alpha in, convolution, bank combine, range, pixels out.
+
+``filter_file`` is a plain function of (input, output, kernel, options) returning a result record,
+so that a batch of files, or any other executor, can run it as it is.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .engine import Convolution
+from .imageio import Image, decode_image, encode_image, pixel_dtype, read_image, to_pixels, write_atomic
+from .kernel import Kernel, Layer
+
+
+@dataclass(frozen=True)
+class Result:
+    """What happened to one image: the layer applied, sizes and time."""
+
+    input: str
+    output: str
+    layer: Layer
+    in_size: tuple[int, int]  # (width, height)
+    out_size: tuple[int, int]
+    seconds: float
+
+
+def split_alpha(pixels: np.ndarray, alpha: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """Set the alpha channel of a gray+alpha or RGBA image aside when ``alpha`` is ``keep``."""
+    if alpha == "keep" and pixels.shape[2] in (2, 4):
+        return pixels[:, :, :-1], pixels[:, :, -1:]
+    return pixels, None
+
+
+def filter_pixels(pixels: np.ndarray, kernel: Kernel, fmt: str = "png") -> tuple[np.ndarray, Layer]:
+    """Filter ``(H, W, C)`` pixels with ``kernel`` and return the output pixels for format ``fmt``
+    (float32 and unclipped for ``npy``) together with the resolved layer."""
+    color, alpha = split_alpha(pixels, kernel.alpha)
+    layer = kernel.layer(color.shape[2])
+    if layer.repeat_gray:
+        color = np.broadcast_to(color, (*color.shape[:2], 3))
+    valid = kernel.padding == "valid"  # no padding at all: the output shrinks by the kernel's reach
+    conv = Convolution(
+        color,
+        layer.weight,
+        layer.bias,
+        stride=kernel.stride,
+        padding="valid" if valid else "same",
+        dilation=kernel.dilation,
+        groups=layer.groups,
+        padding_mode="zeros" if valid else kernel.padding,
+        flip=kernel.flip,
+    )
+    out_height, out_width, _ = conv.shape
+    dtype = pixel_dtype(pixels.dtype, fmt)
+    # a 16-bit result written to an 8-bit-only format is brought to the 8-bit scale
+    scale = 1 / 257 if pixels.dtype == np.uint16 and dtype == np.uint8 else 1.0
+    bank = len(kernel.weights) if kernel.weights.ndim == 3 and kernel.combine != "none" else 0
+    out = np.empty((out_height, out_width, layer.result_channels), dtype)
+    whole = kernel.range == "normalize" and dtype.kind != "f"  # min..max needs the whole result first
+    floats = np.empty(out.shape, np.float32) if whole else None
+    for r0, block in conv.strips():
+        if bank:
+            block = _combine(block.reshape(*block.shape[:2], -1, bank), kernel.combine)
+        if whole:
+            floats[r0 : r0 + len(block)] = block
+        else:
+            out[r0 : r0 + len(block)] = to_pixels(block, dtype, kernel.range, scale)
+    if whole:
+        out = to_pixels(floats, dtype, kernel.range, scale)
+    if alpha is not None and fmt != "npy" and out.shape[2] in (1, 3):
+        out = _attach_alpha(out, alpha, conv, dtype, scale)
+    return out, layer
+
+
+def _combine(responses: np.ndarray, how: str) -> np.ndarray:
+    """Fold the last axis (the k responses of a bank on one channel) into one value."""
+    if how == "magnitude":
+        return np.sqrt(np.einsum("...k,...k->...", responses, responses))
+    if how == "max":
+        return responses.max(axis=-1)
+    return responses.sum(axis=-1)
+
+
+def _attach_alpha(out: np.ndarray, alpha: np.ndarray, conv: Convolution, dtype: np.dtype, scale: float) -> np.ndarray:
+    """Re-attach the untouched alpha, sampled at the output's positions (which a stride thins)."""
+    geo = conv.geometry
+    (kh, kw), (sy, sx), (dy, dx) = conv.kernel_size, geo.stride, geo.dilation
+    # output row r looks at input rows r·sy - top … ; its centre tap is (kh-1)//2 taps further
+    rows = np.clip(np.arange(geo.out_height) * sy - geo.top + dy * ((kh - 1) // 2), 0, alpha.shape[0] - 1)
+    cols = np.clip(np.arange(geo.out_width) * sx - geo.left + dx * ((kw - 1) // 2), 0, alpha.shape[1] - 1)
+    kept = alpha[rows][:, cols]
+    if kept.dtype != dtype:
+        kept = to_pixels(kept.astype(np.float32), dtype, "clip", scale)
+    if out.shape[2] == 1:
+        out = np.repeat(out, 3, axis=2)  # gray + alpha is written as RGBA, which every format with alpha holds
+    return np.concatenate([out, kept], axis=2)
+
+
+def filter_image(image: Image, kernel: Kernel, fmt: str, quality: int = 95) -> tuple[bytes, Layer, np.ndarray]:
+    """Filter a decoded image and encode the result as ``fmt``; return the bytes, the layer and
+    the output pixels."""
+    out, layer = filter_pixels(image.pixels, kernel, fmt)
+    return encode_image(out, fmt, quality), layer, out
+
+
+def filter_file(input_path: str | Path, output_path: str | Path, kernel: Kernel, fmt: str, quality: int = 95) -> Result:
+    """Read ``input_path``, filter it and write ``output_path`` atomically as ``fmt``."""
+    start = time.perf_counter()
+    image = read_image(input_path)
+    data, layer, out = filter_image(image, kernel, fmt, quality)
+    write_atomic(output_path, data)
+    return _result(image, out, layer, str(input_path), str(output_path), start)
+
+
+def filter_bytes(
+    data: bytes, name: str, kernel: Kernel, fmt: str | None, quality: int = 95, output: str = "-"
+) -> tuple[bytes, Result]:
+    """Filter image bytes (a stream) and return the encoded result; ``fmt`` ``None`` keeps the
+    input's format, ``output`` is where the caller will put the bytes (for the report)."""
+    start = time.perf_counter()
+    image = decode_image(data, name)
+    fmt = fmt or image.format
+    encoded, layer, out = filter_image(image, kernel, fmt, quality)
+    return encoded, _result(image, out, layer, name, output, start)
+
+
+def _result(image: Image, out: np.ndarray, layer: Layer, name: str, output: str, start: float) -> Result:
+    height, width = image.pixels.shape[:2]
+    return Result(name, output, layer, (width, height), (out.shape[1], out.shape[0]), time.perf_counter() - start)

@@ -1,0 +1,88 @@
+"""Shared fixtures, and an obviously-correct reference convolution to test the engine against."""
+
+from __future__ import annotations
+
+import itertools
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "samples"
+DATA = Path(__file__).resolve().parent / "data"
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    """A seeded random generator, so that every run sees the same numbers."""
+    return np.random.default_rng(20261125)
+
+
+@pytest.fixture
+def convfilter_command() -> Path:
+    """The installed ``convfilter`` script of the environment running the tests."""
+    script = Path(sys.executable).parent / "convfilter"
+    assert script.exists(), f"convfilter is not installed next to {sys.executable}"
+    return script
+
+
+def _source(i: int, n: int, mode: str) -> int | None:
+    """Where padded position ``i`` (0 = first real sample) reads from, or None for a zero."""
+    if 0 <= i < n:
+        return i
+    if mode == "zeros":
+        return None
+    if mode == "replicate":
+        return min(max(i, 0), n - 1)
+    if mode == "circular":
+        return i % n
+    if n == 1:
+        return 0
+    while not 0 <= i < n:  # reflect about the edge samples, again and again
+        i = -i if i < 0 else 2 * (n - 1) - i
+    return i
+
+
+def reference_conv(
+    x: np.ndarray,
+    weight: np.ndarray,
+    bias=None,
+    stride=(1, 1),
+    dilation=(1, 1),
+    groups: int = 1,
+    padding_mode: str = "zeros",
+    pads=None,
+    flip: bool = False,
+) -> np.ndarray:
+    """Cross-correlation by explicit loops over every output value and every tap, in float64.
+
+    ``pads`` is (top, bottom, left, right); None means PyTorch's "same" (extra at bottom/right).
+    """
+    x = np.asarray(x, np.float64)
+    weight = np.asarray(weight, np.float64)
+    if flip:
+        weight = weight[:, :, ::-1, ::-1]
+    h, w, _ = x.shape
+    o, cg, kh, kw = weight.shape
+    sy, sx = stride
+    dy, dx = dilation
+    if pads is None:
+        ty, tx = dy * (kh - 1), dx * (kw - 1)
+        pads = (ty // 2, ty - ty // 2, tx // 2, tx - tx // 2)
+    top, bottom, left, right = pads
+    out_h = (h + top + bottom - dy * (kh - 1) - 1) // sy + 1
+    out_w = (w + left + right - dx * (kw - 1) - 1) // sx + 1
+    og = o // groups
+    out = np.zeros((out_h, out_w, o))
+    for oc, r, q in itertools.product(range(o), range(out_h), range(out_w)):
+        g = oc // og
+        total = 0.0
+        for ci, i, j in itertools.product(range(cg), range(kh), range(kw)):
+            yy = _source(r * sy + i * dy - top, h, padding_mode)
+            xx = _source(q * sx + j * dx - left, w, padding_mode)
+            if yy is not None and xx is not None:
+                total += weight[oc, ci, i, j] * x[yy, xx, g * cg + ci]
+        out[r, q, oc] = total + (0.0 if bias is None else bias[oc])
+    return out

@@ -1,0 +1,282 @@
+"""Kernel files: parsing, validation messages, and how a kernel spreads over channels."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from conftest import ROOT, reference_conv
+
+from convfilter import KernelError, convolve, load_kernel
+from convfilter.kernel import parse_kernel
+from convfilter.library import builtin_names
+from convfilter.pipeline import filter_pixels
+
+KERNEL_FILES = sorted((ROOT / "kernels").glob("*.yaml"))
+
+
+def write(tmp_path: Path, text: str, name: str = "k.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_builtins_are_the_files_in_kernels():
+    assert builtin_names() == [p.stem for p in KERNEL_FILES]
+    assert {"edge", "identity", "sharpen", "box", "emboss", "gray"} <= set(builtin_names())
+
+
+@pytest.mark.parametrize("path", KERNEL_FILES, ids=lambda p: p.stem)
+def test_every_kernel_file_loads_and_runs(path, rng):
+    data = yaml.safe_load(path.read_text())
+    assert data["name"] == path.stem and data["summary"]
+    kernel = load_kernel(path.stem)
+    image = rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)
+    out, layer = filter_pixels(image, kernel)
+    assert out.dtype == np.uint8 and out.shape[:2] == (20, 24)
+    # the same numbers as the reference convolution of the resolved layer
+    expected = reference_conv(image, layer.weight, groups=layer.groups, padding_mode=kernel.padding)
+    np.testing.assert_array_equal(out, np.clip(np.rint(expected), 0, 255).astype(np.uint8))
+
+
+def test_edge_is_the_classic_dense_kernel():
+    kernel = load_kernel("edge")
+    layer = kernel.layer(3)
+    expected = np.broadcast_to(np.array([[-1, -1, -1], [-1, 8, -1], [-1, -1, -1]]) / 3, (3, 3, 3, 3))
+    np.testing.assert_allclose(layer.weight, expected, rtol=1e-7)
+    assert (layer.groups, kernel.padding, layer.mix) == (1, "zeros", "dense")
+
+
+def test_gray_uses_rec601_weights_in_rgb_order():
+    layer = load_kernel("gray").layer(3)
+    np.testing.assert_allclose(layer.weight.ravel(), [0.299, 0.587, 0.114], rtol=1e-6)
+    assert layer.weight.shape == (1, 3, 1, 1)
+
+
+def test_box_is_the_3x3_mean_and_takes_a_size():
+    np.testing.assert_allclose(load_kernel("box").weights, np.full((3, 3), 1 / 9), rtol=1e-6)
+    np.testing.assert_allclose(load_kernel("box", {"size": "5"}).weights, np.full((5, 5), 1 / 25), rtol=1e-6)
+
+
+def test_gaussian_matches_opencv_kernel():
+    import cv2
+
+    g = load_kernel("gaussian", {"sigma": "2"}).weights
+    one = cv2.getGaussianKernel(13, 2.0, cv2.CV_64F)
+    np.testing.assert_allclose(g, one @ one.T, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("mix", "groups", "shape", "weights"),
+    [("depthwise", 3, (3, 1, 2, 2), 12), ("dense", 1, (3, 3, 2, 2), 36), ({"groups": 3}, 3, (3, 1, 2, 2), 12),
+     ({"groups": 1}, 1, (3, 3, 2, 2), 36)],
+)  # fmt: skip
+def test_two_d_mix(mix, groups, shape, weights):
+    kernel = parse_kernel({"weights": [[1, 2], [3, 4]], "mix": mix}, "k", "kernel file k.yaml")
+    layer = kernel.layer(3)
+    assert (layer.groups, layer.weight.shape, layer.weight.size) == (groups, shape, weights)
+    assert np.all(layer.weight[:, :] == np.array([[1, 2], [3, 4]], np.float32))
+
+
+def test_groups_on_four_channels(rng):
+    kernel = parse_kernel({"weights": [[0, 1], [2, 3]], "mix": {"groups": 2}}, "k", "kernel file k.yaml")
+    layer = kernel.layer(4)
+    assert layer.weight.shape == (4, 2, 2, 2) and layer.mix == "grouped"
+
+
+def test_bank_is_depthwise_with_channel_multiplier(rng):
+    bank = [[[1, 0], [0, 0]], [[0, 0], [0, 1]]]
+    kernel = parse_kernel({"weights": bank}, "k", "kernel file k.yaml")
+    layer = kernel.layer(3)
+    assert layer.weight.shape == (6, 1, 2, 2) and layer.groups == 3
+    # PyTorch's order: output channel c·k + j is kernel j on input channel c
+    np.testing.assert_array_equal(layer.weight[3, 0], bank[1])
+    np.testing.assert_array_equal(layer.weight[4, 0], bank[0])
+
+
+@pytest.mark.parametrize(("combine", "fold"), [("magnitude", lambda a, b: np.hypot(a, b)), ("max", np.maximum),
+                                               ("sum", np.add)])  # fmt: skip
+def test_bank_combine(combine, fold, rng):
+    bank = [[[-1, 0, 1]], [[1, 2, 1]]]
+    kernel = parse_kernel({"weights": bank, "combine": combine, "padding": "replicate"}, "k", "kernel file k.yaml")
+    x = rng.integers(0, 256, (6, 7, 1), dtype=np.uint8)
+    out, layer = filter_pixels(x, kernel, fmt="npy")
+    a = convolve(x, np.array(bank[0], float)[None, None], padding_mode="replicate")
+    b = convolve(x, np.array(bank[1], float)[None, None], padding_mode="replicate")
+    np.testing.assert_allclose(out, fold(a, b), rtol=1e-5)
+    assert layer.result_channels == 1
+
+
+def test_four_d_weight_with_groups():
+    w = np.arange(2 * 1 * 1 * 1).reshape(2, 1, 1, 1).tolist()
+    kernel = parse_kernel({"weights": w, "mix": {"groups": 2}}, "k", "kernel file k.yaml")
+    assert kernel.layer(2).groups == 2
+
+
+def test_rgb_weight_on_gray_image_repeats_the_gray():
+    layer = load_kernel("gray").layer(1)
+    assert layer.repeat_gray and layer.in_channels == 3
+    out, _ = filter_pixels(np.full((4, 4, 1), 100, np.uint8), load_kernel("gray"))
+    assert np.all(out == 100)
+
+
+def test_scale_divisor_normalize_bias():
+    k = parse_kernel({"weights": [[1, 3]], "scale": 2, "divisor": 4}, "k", "kernel file k.yaml")
+    np.testing.assert_allclose(k.weights, [[0.5, 1.5]])
+    k = parse_kernel({"weights": [[1, 3]], "normalize": True, "bias": [1, 2, 3]}, "k", "kernel file k.yaml")
+    np.testing.assert_allclose(k.weights, [[0.25, 0.75]])
+    np.testing.assert_allclose(k.layer(3).bias, [1, 2, 3])
+
+
+def test_options_override_the_file():
+    k = load_kernel("edge").with_options(mix=3, padding="reflect", stride=2, dilation=2, flip=True, range="abs")
+    assert (k.mix, k.padding, k.stride, k.dilation, k.flip, k.range) == (3, "reflect", (2, 2), (2, 2), True, "abs")
+    assert k.layer(3).mix == "depthwise"
+
+
+def test_npy_kernels(tmp_path):
+    np.save(tmp_path / "w.npy", np.ones((6, 1, 3, 3), np.float32))
+    layer = load_kernel(tmp_path / "w.npy").layer(3)
+    assert layer.groups == 3 and layer.weight.shape == (6, 1, 3, 3)
+    np.save(tmp_path / "k2.npy", np.ones((3, 3)))
+    assert load_kernel(tmp_path / "k2.npy").layer(3).groups == 3
+    np.save(tmp_path / "bad.npy", np.ones((4, 2, 3, 3)))
+    with pytest.raises(KernelError, match=r"takes 2 channels per group, which does not divide the image's 3"):
+        load_kernel(tmp_path / "bad.npy").layer(3)
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(KernelError, match=r"not a readable \.npy array"):
+        load_kernel(tmp_path / "obj.npy")
+    np.save(tmp_path / "r3.npy", np.ones((2, 3, 3)))
+    with pytest.raises(KernelError, match=r"has shape \(2, 3, 3\); give a 2-D"):
+        load_kernel(tmp_path / "r3.npy")
+
+
+BAD_FILES = [
+    ("weights: [[1, 2]\n", r"line 2, column 1: expected ',' or ']'"),
+    ("- 1\n- 2\n", r"must be a mapping of fields"),
+    ("", r"the file is empty"),
+    ("weights: [[1]]\nwieghts: [[2]]\n", r"unknown field 'wieghts'; the fields are name, summary, weights"),
+    ("weights: [[1, 2], [3]]\n", r"'weights' row 2 has 1 numbers, row 1 has 2"),
+    ("weights: [[[1, 2]], [[3, 4], [5, 6]]]\n", r"'weights' kernel 2 has shape \[2, 2\], kernel 1 has \[1, 2\]"),
+    ("weights: []\n", r"'weights' must be a non-empty 2-D list"),
+    ("weights: [[]]\n", r"'weights' must be a non-empty 2-D list"),
+    ("weights: [1, 2]\n", r"'weights' must be a non-empty 2-D list"),
+    ("weights: [[1, a]]\n", r"'weights' row 1 item 2 is 'a', not a finite number"),
+    ("weights: [[1, true]]\n", r"'weights' row 1 item 2 is True, not a finite number"),
+    ("weights: [[1, .nan]]\n", r"'weights' row 1 item 2 is nan, not a finite number"),
+    ("weights: [[1, .inf]]\n", r"'weights' row 1 item 2 is inf, not a finite number"),
+    ("weights: [[1]]\ndivisor: 0\n", r"'divisor' must not be 0"),
+    ("weights: [[1, -1]]\nnormalize: true\n", r"'normalize' divides by the sum of the weights, which is 0"),
+    ("weights: [[1]]\nmix: {groups: 2}\n", None),
+    (
+        "weights: [[[[1, 2]], [[3]]]]\n",
+        r"'weights' output 1 input 2 has shape \[1, 1\], input 1 has \[1, 2\]",
+    ),  # valid file; the groups error comes with the image
+    ("a: &x [1]\nweights: *x\n", r"line 1, column 4: anchors and aliases .* are not allowed"),
+    ("weights: [[1]]\nweights: [[2]]\n", r"line 2, column 1: duplicate key 'weights'"),
+    (
+        "weights: !!python/object/apply:os.system ['echo hacked']\n",
+        r"line 1, column 10: could not determine a constructor",
+    ),
+    ("weights: [[1]]\nmix: diagonal\n", r"'mix' is 'diagonal'; use depthwise, dense or \{groups: N\}"),
+    ("weights: [[1]]\npadding: mirror\n", r"'padding' is 'mirror'; use one of zeros, reflect, replicate, circular"),
+    ("weights: [[1]]\nrange: wrap\n", r"'range' is 'wrap'; use one of clip, abs, normalize, offset"),
+    ("weights: [[1]]\nstride: 0\n", r"'stride' must be a whole number ≥ 1"),
+    ("weights: [[1]]\ndilation: [1, 2, 3]\n", r"'dilation' must be a whole number ≥ 1"),
+    ("weights: [[1]]\nflip: yes please\n", r"'flip' must be true or false"),
+    ("weights: [[1]]\ngenerator: {type: box}\n", r"give exactly one of 'weights' or 'generator'"),
+    ("summary: nothing\n", r"give exactly one of 'weights' or 'generator'"),
+    ("generator: {type: sinc}\n", r"generator type 'sinc' is unknown; use one of gaussian, box"),
+    ("generator: {type: gaussian, params: {sigma: 0}}\n", r"parameter sigma must be > 0, got 0"),
+    ("generator: {type: gaussian, params: {size: 4}}\n", r"parameter size must be odd, or 0 to choose from sigma"),
+    ("weights: [[1]]\nbias: [a]\n", r"'bias' must be a number or a list of numbers"),
+    ("weights: [[1]]\nscale: x\n", r"'scale' must be a finite number"),
+    ("weights: " + "[" * 3000 + "]" * 3000 + "\n", r"line 1, column 25: nested deeper than 16 levels"),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), BAD_FILES)
+def test_bad_files_get_one_clear_line(tmp_path, text, message):
+    path = write(tmp_path, text)
+    if message is None:
+        load_kernel(path)
+        return
+    with pytest.raises(KernelError, match=rf"^kernel file {re.escape(str(path))}: {message}") as info:
+        load_kernel(path)
+    assert "\n" not in str(info.value)
+
+
+def test_python_tags_run_nothing(tmp_path):
+    marker = tmp_path / "ran"
+    path = write(tmp_path, f"weights: !!python/object/apply:os.system ['touch {marker}']\n")
+    with pytest.raises(KernelError, match="could not determine a constructor"):
+        load_kernel(path)
+    assert not marker.exists()
+
+
+def test_file_over_1_mib_is_refused(tmp_path):
+    path = write(tmp_path, "weights: [[1]]\n" + "#" * (1 << 20))
+    with pytest.raises(KernelError, match=r"larger than 1 MiB"):
+        load_kernel(path)
+
+
+def test_kernel_over_255_is_refused(tmp_path):
+    path = write(tmp_path, "weights: [" + ", ".join(["[" + ", ".join(["0"] * 256) + "]"]) + "]\n")
+    with pytest.raises(KernelError, match=r"'weights' is 1×256, larger than 255×255"):
+        load_kernel(path)
+
+
+def test_unknown_kernel_suggests_a_close_name():
+    with pytest.raises(KernelError, match=r"unknown kernel 'edg': did you mean 'edge'\?"):
+        load_kernel("edg")
+
+
+def test_missing_kernel_file():
+    with pytest.raises(KernelError, match=r"kernel file nope/blur\.yaml: no such file"):
+        load_kernel("nope/blur.yaml")
+
+
+def test_params_on_fixed_weights_are_refused():
+    with pytest.raises(KernelError, match=r"kernel edge has fixed weights and takes no parameters, got -p sigma"):
+        load_kernel("edge", {"sigma": "2"})
+
+
+def test_param_errors_list_what_is_accepted():
+    with pytest.raises(KernelError, match=r"takes no parameter 'radius'; it takes sigma \(> 0, default 1\), size"):
+        load_kernel("gaussian", {"radius": "2"})
+    with pytest.raises(KernelError, match=r"parameter sigma must be a number > 0, got 'abc'"):
+        load_kernel("gaussian", {"sigma": "abc"})
+    with pytest.raises(KernelError, match=r"parameter size must be a whole number"):
+        load_kernel("box", {"size": "2.5"})
+
+
+def test_groups_that_do_not_divide_list_the_ones_that_do():
+    with pytest.raises(
+        KernelError, match=r"groups=2 must divide both the 3 input and 3 output channels; try one of 1, 3"
+    ):
+        load_kernel("edge").with_options(mix=2).layer(3)
+    with pytest.raises(KernelError, match=r"try one of 1, 2, 4"):
+        load_kernel("edge").with_options(mix=3).layer(4)
+
+
+def test_bank_refuses_dense(tmp_path):
+    path = write(tmp_path, "weights: [[[1]], [[2]]]\n")
+    with pytest.raises(KernelError, match=r"a bank of 2 kernels is applied channel-wise"):
+        load_kernel(path).with_options(mix="dense").layer(3)
+
+
+def test_rgb_weight_on_two_channels_is_an_error():
+    with pytest.raises(KernelError, match=r"takes 3 input channels, the image has 2"):
+        load_kernel("gray").layer(2)
+
+
+def test_builtin_name_must_match_stem():
+    with pytest.raises(KernelError, match=r"'name' is 'blur' but a built-in's name must be its file stem 'box'"):
+        parse_kernel({"name": "blur", "summary": "x", "weights": [[1]]}, "box", "kernel file box.yaml", builtin=True)
+    with pytest.raises(KernelError, match=r"'summary' is required for a built-in kernel"):
+        parse_kernel({"weights": [[1]]}, "box", "kernel file box.yaml", builtin=True)
+    with pytest.raises(KernelError, match=r"'list' is a command name and cannot name a kernel"):
+        parse_kernel({"summary": "s", "weights": [[1]]}, "list", "kernel file list.yaml", builtin=True)
