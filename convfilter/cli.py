@@ -68,6 +68,9 @@ class Main(click.Group):
             _fail("interrupted", EXIT_INTERRUPTED)
         except KeyboardInterrupt:
             _fail("interrupted", EXIT_INTERRUPTED)
+        except click.exceptions.NoArgsIsHelpError as error:
+            click.echo(error.ctx.get_help())
+            sys.exit(2)
         except click.ClickException as error:
             _fail(error.format_message(), 2)
         except ConvFilterError as error:

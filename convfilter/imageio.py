@@ -88,7 +88,7 @@ def read_image(path: str | Path) -> Image:
 def decode_image(data: bytes, name: str) -> Image:
     """Decode image bytes; ``name`` is how errors refer to them."""
     if not data:
-        raise ImageError(f"input {name}: the file is empty")
+        raise ImageError(f"input {name}: is empty, no image data")
     fmt = detect_format(data)
     if fmt == "npy":
         try:

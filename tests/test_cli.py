@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import subprocess
 import sys
 
@@ -15,6 +16,7 @@ import scipy.ndimage as ndi
 from click.testing import CliRunner
 from conftest import DATA, SAMPLES
 from PIL import Image as PILImage
+from test_kernel import BAD_FILES
 
 from convfilter.cli import cli
 
@@ -160,7 +162,7 @@ def test_every_command_has_help():
         (["edge", CAT, "-o", "{tmp}/x.png", "--format", "gif"], 2, "option --format: unknown format 'gif'"),
         (["{tmp}/bad.yaml", CAT, "-o", "{tmp}/x.png"], 2, "bad.yaml: 'weights' row 2 has 1 numbers, row 1 has 2"),
         (["edge", "{tmp}/fake.jpg", "-o", "{tmp}/x.png"], 1, "fake.jpg: not an image that can be decoded"),
-        (["edge", "{tmp}/empty.png", "-o", "{tmp}/x.png"], 1, "empty.png: the file is empty"),
+        (["edge", "{tmp}/empty.png", "-o", "{tmp}/x.png"], 1, "empty.png: is empty, no image data"),
         (["edge", CAT, "{tmp}/fake.jpg", "-o", "{tmp}/x.png"], 2, "give one INPUT image"),
     ],
 )
@@ -321,3 +323,30 @@ def test_unexpected_errors_are_one_line_too(monkeypatch, tmp_path):
 
 def test_commands_are_click_commands():
     assert isinstance(cli, click.Group) and {"list", "params"} <= set(cli.commands)
+
+
+def test_no_arguments_prints_the_help_with_status_2():
+    result = run()
+    assert result.exit_code == 2 and result.stdout.startswith("Usage: convfilter KERNEL [INPUT]...")
+
+
+def test_version():
+    result = run("--version")
+    assert result.exit_code == 0 and result.stdout.startswith("convfilter ")
+
+
+def test_empty_standard_input(tmp_path):
+    result = run("edge", "-", "-o", str(tmp_path / "x.png"), input=b"")
+    assert result.exit_code == 1
+    assert_one_line_error(result.stderr, "input <stdin>: is empty, no image data")
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize(("text", "message"), [case for case in BAD_FILES if case[1]])
+def test_every_bad_kernel_file_exits_2_with_one_line(tmp_path, text, message):
+    (tmp_path / "k.yaml").write_text(text)
+    result = run(str(tmp_path / "k.yaml"), CAT, "-o", str(tmp_path / "x.png"))
+    assert result.exit_code == 2
+    assert_one_line_error(result.stderr, f"kernel file {tmp_path / 'k.yaml'}: ")
+    assert re.search(message, result.stderr)
+    assert sorted(os.listdir(tmp_path)) == ["k.yaml"]
