@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pty
@@ -350,3 +351,9 @@ def test_every_bad_kernel_file_exits_2_with_one_line(tmp_path, text, message):
     assert_one_line_error(result.stderr, f"kernel file {tmp_path / 'k.yaml'}: ")
     assert re.search(message, result.stderr)
     assert sorted(os.listdir(tmp_path)) == ["k.yaml"]
+
+
+def test_stdout_output_in_process_is_the_encoded_image():
+    result = run("identity", CAT, "-o", "-", "--format", "png", "-q")
+    assert result.exit_code == 0
+    np.testing.assert_array_equal(np.asarray(PILImage.open(io.BytesIO(result.stdout_bytes))), pixels(CAT))
