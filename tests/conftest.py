@@ -86,3 +86,11 @@ def reference_conv(
                 total += weight[oc, ci, i, j] * x[yy, xx, g * cg + ci]
         out[r, q, oc] = total + (0.0 if bias is None else bias[oc])
     return out
+
+
+def assert_close(got: np.ndarray, expected: np.ndarray) -> None:
+    """Equal up to float32 rounding: relative 1e-4 per value, and an absolute slack of 1e-5 of
+    the result's largest magnitude for values that cancel to near zero."""
+    expected = np.asarray(expected)
+    assert got.shape == expected.shape, (got.shape, expected.shape)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5 * max(1.0, float(np.abs(expected).max())))

@@ -1,0 +1,135 @@
+"""Where a convolution samples its input: padding, stride, dilation, output size, and the
+mapping of padded positions to real ones for each padding mode; and the rules for groups."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import UsageError
+
+PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+
+
+def pair(value: int | tuple[int, int] | list[int], name: str) -> tuple[int, int]:
+    """Return ``(y, x)`` from an int or a pair of ints, each at least 1."""
+    pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
+    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in pair):
+        raise UsageError(f"{name} must be an int or a pair of ints, got {value!r}")
+    if min(pair) < 1:
+        raise UsageError(f"{name} must be at least 1, got {value!r}")
+    return int(pair[0]), int(pair[1])
+
+
+def divisors(n: int) -> list[int]:
+    """Return the positive divisors of ``n`` in increasing order.
+
+    >>> divisors(12)
+    [1, 2, 3, 4, 6, 12]
+    """
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def common_divisors(a: int, b: int) -> list[int]:
+    """Return the numbers that divide both ``a`` and ``b``: the valid ``groups`` for a layer.
+
+    >>> common_divisors(3, 3)
+    [1, 3]
+    """
+    return [d for d in divisors(a) if b % d == 0]
+
+
+def check_groups(in_channels: int, out_channels: int, groups: int) -> None:
+    """Raise a ``UsageError`` unless ``groups`` divides both channel counts."""
+    if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
+        raise UsageError(f"groups must be a positive integer, got {groups!r}")
+    if in_channels % groups or out_channels % groups:
+        valid = ", ".join(map(str, common_divisors(in_channels, out_channels)))
+        raise UsageError(
+            f"groups={groups} must divide both the {in_channels} input and {out_channels} output channels; "
+            f"try one of {valid}"
+        )
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Where the output samples the input: padding on each side, stride, dilation, output size."""
+
+    top: int
+    bottom: int
+    left: int
+    right: int
+    stride: tuple[int, int]
+    dilation: tuple[int, int]
+    out_height: int
+    out_width: int
+
+
+def geometry(
+    height: int,
+    width: int,
+    kernel_size: tuple[int, int],
+    stride: int | tuple[int, int] = 1,
+    padding: str | int | tuple[int, int] = "same",
+    dilation: int | tuple[int, int] = 1,
+) -> Geometry:
+    """Work out the padding and output size of a convolution, as ``nn.Conv2d`` does.
+
+    ``"same"`` pads ``dilation·(k-1)`` in all, half before and the rest (one more for an even
+    kernel) after, as PyTorch does; unlike PyTorch it also allows a stride, which then keeps
+    every stride-th sample of the "same" result.
+
+    >>> g = geometry(5, 6, (4, 3))
+    >>> (g.top, g.bottom, g.left, g.right, g.out_height, g.out_width)
+    (1, 2, 1, 1, 5, 6)
+    """
+    kh, kw = kernel_size
+    sy, sx = pair(stride, "stride")
+    dy, dx = pair(dilation, "dilation")
+    if isinstance(padding, str):
+        if padding == "same":
+            total_y, total_x = dy * (kh - 1), dx * (kw - 1)
+            top, left = total_y // 2, total_x // 2
+            bottom, right = total_y - top, total_x - left
+        elif padding == "valid":
+            top = bottom = left = right = 0
+        else:
+            raise UsageError(f"padding must be 'same', 'valid', an int or a pair of ints, got {padding!r}")
+    else:
+        py, px = (padding, padding) if isinstance(padding, (int, np.integer)) else tuple(padding)
+        if isinstance(py, bool) or isinstance(px, bool) or min(py, px) < 0:
+            raise UsageError(f"padding must be 'same', 'valid' or non-negative ints, got {padding!r}")
+        top = bottom = int(py)
+        left = right = int(px)
+    out_height = (height + top + bottom - dy * (kh - 1) - 1) // sy + 1
+    out_width = (width + left + right - dx * (kw - 1) - 1) // sx + 1
+    if out_height < 1 or out_width < 1:
+        raise UsageError(
+            f"a {height}×{width} image is too small for a {kh}×{kw} kernel with dilation {dy}×{dx} "
+            f"and padding {padding!r}"
+        )
+    return Geometry(top, bottom, left, right, (sy, sx), (dy, dx), out_height, out_width)
+
+
+def source_index(padded: np.ndarray, size: int, padding_mode: str) -> np.ndarray:
+    """Map positions in the padded axis (already shifted so 0 is the first real sample) to
+    positions in the real axis; for ``zeros`` the positions outside are returned as -1.
+
+    >>> source_index(np.arange(-3, 6), 4, "reflect").tolist()
+    [3, 2, 1, 0, 1, 2, 3, 2, 1]
+    >>> source_index(np.arange(-2, 6), 4, "circular").tolist()
+    [2, 3, 0, 1, 2, 3, 0, 1]
+    """
+    if padding_mode == "zeros":
+        return np.where((padded >= 0) & (padded < size), padded, -1)
+    if padding_mode == "replicate":
+        return np.clip(padded, 0, size - 1)
+    if padding_mode == "circular":
+        return np.mod(padded, size)
+    if size == 1:
+        return np.zeros_like(padded)
+    # reflect about the first and last sample without repeating them, period 2·(size-1)
+    period = 2 * (size - 1)
+    folded = np.mod(padded, period)
+    return np.where(folded < size, folded, period - folded)

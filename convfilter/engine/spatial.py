@@ -1,0 +1,178 @@
+"""Spatial filtering of a loaded strip with one 2-D kernel shared by all its channels.
+
+A strip is a float32 array ``(R, Wp, C)`` of padded input rows with channels interleaved, as
+pixels are stored. Because every channel sees the same kernel, a tap is one scalar times a
+shifted view of the strip flattened to ``(R, Wp·C)``: a long contiguous inner loop, the only
+kind NumPy runs at full speed. Three ways to apply the kernel, chosen per kernel:
+
+- ``direct``: tap by tap, ``acc += w · view`` (±1 weights add or subtract without a multiply);
+- ``separable``: a kernel of rank 1 or 2 as a vertical then a horizontal 1-D pass per rank;
+- ``fft``: overlap-save over the strip with NumPy's FFT, for large kernels of full rank.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+
+class Scratch:
+    """Per-thread float32 buffers reused from strip to strip, so the loop allocates nothing."""
+
+    def __init__(self) -> None:
+        self._buffers: dict[str, np.ndarray] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], dtype=np.float32) -> np.ndarray:
+        """Return a buffer of ``shape``, reusing the one called ``name`` when it is large enough."""
+        size = int(np.prod(shape))
+        buffer = self._buffers.get(name)
+        if buffer is None or buffer.size < size or buffer.dtype != dtype:
+            buffer = self._buffers[name] = np.empty(size, dtype)
+        return buffer[:size].reshape(shape)
+
+
+def accumulate(acc: np.ndarray, terms, tmp: np.ndarray) -> None:
+    """``acc = Σ w · view`` over ``terms`` of ``(w, view)``, all arrays of ``acc``'s shape."""
+    first = True
+    for w, view in terms:
+        if first:
+            np.multiply(view, w, out=acc) if w != 1 else np.copyto(acc, view)
+            first = False
+        elif w == 1:
+            np.add(acc, view, out=acc)
+        elif w == -1:
+            np.subtract(acc, view, out=acc)
+        else:
+            np.multiply(view, w, out=tmp)
+            np.add(acc, tmp, out=acc)
+    if first:
+        acc.fill(0)
+
+
+class Direct:
+    """Tap by tap: ``kh·kw`` passes (all-zero taps skipped)."""
+
+    def __init__(self, kernel: np.ndarray) -> None:
+        self.kernel = kernel
+        taps = [((i, j), np.float32(w)) for (i, j), w in np.ndenumerate(kernel) if w != 0]
+        # a tap of weight ±1 costs one pass and any other two, except the first (written, not
+        # added): start with one that needs a multiply
+        taps.sort(key=lambda tap: abs(tap[1]) == 1)
+        self.taps = taps
+        self.cost = len(self.taps)
+
+    def __call__(self, strip, out, row_step, dilation, scratch: Scratch) -> None:
+        """Filter ``strip`` (R, Wp, C) into ``out`` (n, W, C), keeping every ``row_step``-th row."""
+        n, width, channels = out.shape
+        dy, dx = dilation
+        flat = strip.reshape(strip.shape[0], -1)
+        span = width * channels
+        terms = (
+            (w, flat[i * dy : i * dy + (n - 1) * row_step + 1 : row_step, j * dx * channels : j * dx * channels + span])
+            for (i, j), w in self.taps
+        )
+        accumulate(out.reshape(n, span), terms, scratch.get("tmp", (n, span)))
+
+
+class Separable:
+    """A kernel of rank 1 or 2 as ``Σ u vᵀ``: per rank, a vertical pass of ``kh`` taps over the
+    padded width, then a horizontal pass of ``kw`` taps."""
+
+    def __init__(self, terms: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        self.terms = [(u.astype(np.float32), v.astype(np.float32)) for u, v in terms]
+        self.cost = sum(len(u) + len(v) for u, v in terms)
+
+    def __call__(self, strip, out, row_step, dilation, scratch: Scratch) -> None:
+        """Filter ``strip`` (R, Wp, C) into ``out`` (n, W, C), keeping every ``row_step``-th row."""
+        n, width, channels = out.shape
+        dy, dx = dilation
+        flat = strip.reshape(strip.shape[0], -1)
+        span = width * channels
+        acc = out.reshape(n, span)
+        vertical = scratch.get("vertical", (n, flat.shape[1]))
+        tmp_v = scratch.get("tmp_v", vertical.shape)
+        part = scratch.get("part", (n, span)) if len(self.terms) > 1 else acc
+        tmp = scratch.get("tmp", (n, span))
+        for k, (u, v) in enumerate(self.terms):
+            rows = ((w, flat[i * dy : i * dy + (n - 1) * row_step + 1 : row_step]) for i, w in enumerate(u))
+            accumulate(vertical, rows, tmp_v)
+            cols = ((w, vertical[:, j * dx * channels : j * dx * channels + span]) for j, w in enumerate(v))
+            accumulate(acc if k == 0 else part, cols, tmp)
+            if k:
+                np.add(acc, part, out=acc)
+
+
+def fast_size(n: int) -> int:
+    """The smallest ``2^a·3^b`` ≥ n: a length NumPy's FFT transforms quickly.
+
+    >>> fast_size(4030), fast_size(97), fast_size(286)
+    (4096, 108, 288)
+    """
+    best = 1 << max(0, (n - 1).bit_length())
+    power3 = 1
+    while power3 < best:
+        size = power3
+        while size < n:
+            size *= 2
+        best = min(best, size)
+        power3 *= 3
+    return best
+
+
+class FFT:
+    """Overlap-save over the strip: the circular convolution of a strip with the flipped,
+    dilated kernel equals the valid correlation once the first ``kh-1`` rows and ``kw-1``
+    columns (where it wraps) are dropped."""
+
+    def __init__(self, kernel: np.ndarray, dilation: tuple[int, int]) -> None:
+        dy, dx = dilation
+        kh, kw = kernel.shape
+        dilated = np.zeros(((kh - 1) * dy + 1, (kw - 1) * dx + 1), np.float64)
+        dilated[::dy, ::dx] = kernel
+        self.kernel = kernel
+        self.flipped = dilated[::-1, ::-1]
+        self.cost = 0  # chosen by size, not by taps
+        self._spectra: dict[tuple[int, int], np.ndarray] = {}
+        self._lock = threading.Lock()
+
+    def _spectrum(self, rows: int, cols: int) -> np.ndarray:
+        key = (rows, cols)
+        with self._lock:
+            if key not in self._spectra:
+                self._spectra[key] = np.fft.rfft2(self.flipped, s=key).astype(np.complex64)
+            return self._spectra[key]
+
+    def __call__(self, strip, out, row_step, dilation, scratch: Scratch) -> None:
+        """Filter ``strip`` (R, Wp, C) into ``out`` (n, W, C), keeping every ``row_step``-th row."""
+        n, width, _ = out.shape
+        kh, kw = self.flipped.shape
+        size = (fast_size(strip.shape[0]), fast_size(strip.shape[1]))
+        kernel_spectrum = self._spectrum(*size)
+        # one channel at a time, as a contiguous plane: faster than interleaved, and it keeps the
+        # transforms' memory to one plane's worth
+        plane = scratch.get("plane", strip.shape[:2])
+        for c in range(strip.shape[2]):
+            np.copyto(plane, strip[:, :, c])
+            spectrum = np.fft.rfft2(plane, s=size)
+            spectrum *= kernel_spectrum
+            full = np.fft.irfft2(spectrum, s=size)
+            out[..., c] = full[kh - 1 : kh - 1 + (n - 1) * row_step + 1 : row_step, kw - 1 : kw - 1 + width]
+
+
+def low_rank(kernel: np.ndarray, max_rank: int = 2, rtol: float = 1e-6) -> list[tuple[np.ndarray, np.ndarray]] | None:
+    """Split ``kernel`` into at most ``max_rank`` outer products ``u vᵀ`` whose sum equals it
+    to ``rtol`` of its largest weight, or return None.
+
+    >>> g = np.outer([1, 2, 1], [1, 0, -1])
+    >>> len(low_rank(g))
+    1
+    """
+    u, s, vt = np.linalg.svd(kernel.astype(np.float64))
+    scale = float(np.abs(kernel).max()) or 1.0
+    for rank in range(1, min(max_rank, len(s)) + 1):
+        terms = [(u[:, k] * s[k], vt[k]) for k in range(rank)]
+        approx = sum(np.outer(a, b) for a, b in terms)
+        if np.abs(approx - kernel).max() <= rtol * scale:
+            return terms
+    return None
