@@ -67,10 +67,9 @@ def factor(weight: np.ndarray, groups: int, in_channels: int, dilation: tuple[in
     terms = low_rank(weight.reshape(out_channels * group_in, kh * kw), max_rank=1)
     if terms is None:
         return None
+    # K is the weight's largest (out, in) slice itself, so copies of it get coefficients of exactly 1
     (coefficients, kernel), = terms  # fmt: skip
-    # put the size in K, so that a plain depthwise or all-ones mix has coefficients of exactly 1
-    peak = coefficients[np.argmax(np.abs(coefficients))]
-    kernel, coefficients = kernel.reshape(kh, kw) * peak, _snap(coefficients / peak)
+    kernel, coefficients = kernel.reshape(kh, kw), _snap(coefficients)
     matrix = np.zeros((out_channels, in_channels))
     group_out = out_channels // groups
     for o in range(out_channels):
@@ -85,8 +84,6 @@ def factor(weight: np.ndarray, groups: int, in_channels: int, dilation: tuple[in
     if columns is not None:
         # rank 1: M = a bᵀ — mix the inputs into one channel, filter it once, spread it out
         (a, b), = columns  # fmt: skip
-        peak = b[np.argmax(np.abs(b))]
-        a, b = _snap(a * peak), _snap(b / peak)
         post = None if out_channels == 1 and abs(a[0] - 1) < 1e-12 else a[:, None]
         return Factored(b[None, :], post, 1, spatial)
     if in_channels <= out_channels:

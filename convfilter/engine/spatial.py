@@ -160,19 +160,30 @@ class FFT:
             out[..., c] = full[kh - 1 : kh - 1 + (n - 1) * row_step + 1 : row_step, kw - 1 : kw - 1 + width]
 
 
-def low_rank(kernel: np.ndarray, max_rank: int = 2, rtol: float = 1e-6) -> list[tuple[np.ndarray, np.ndarray]] | None:
-    """Split ``kernel`` into at most ``max_rank`` outer products ``u vᵀ`` whose sum equals it
-    to ``rtol`` of its largest weight, or return None.
+def low_rank(matrix: np.ndarray, max_rank: int = 2, rtol: float = 1e-6) -> list[tuple[np.ndarray, np.ndarray]] | None:
+    """Split ``matrix`` into at most ``max_rank`` outer products ``u vᵀ`` whose sum equals it to
+    ``rtol`` of its largest entry, or return None.
 
-    >>> g = np.outer([1, 2, 1], [1, 0, -1])
-    >>> len(low_rank(g))
-    1
+    Rank 1 is tried first with the row of the largest entry itself as ``v``, so that exact
+    copies of a row give exactly that row and coefficients of exactly 1; higher ranks come from
+    the SVD.
+
+    >>> (u, v), = low_rank(np.array([[1.0, 2.0], [3.0, 6.0]]))
+    >>> u.tolist(), v.tolist()
+    ([0.3333333333333333, 1.0], [3.0, 6.0])
     """
-    u, s, vt = np.linalg.svd(kernel.astype(np.float64))
-    scale = float(np.abs(kernel).max()) or 1.0
-    for rank in range(1, min(max_rank, len(s)) + 1):
-        terms = [(u[:, k] * s[k], vt[k]) for k in range(rank)]
-        approx = sum(np.outer(a, b) for a, b in terms)
-        if np.abs(approx - kernel).max() <= rtol * scale:
+    matrix = np.asarray(matrix, np.float64)
+    scale = float(np.abs(matrix).max())
+    if scale == 0:
+        return None
+    row, col = np.unravel_index(np.argmax(np.abs(matrix)), matrix.shape)
+    v = matrix[row].copy()
+    u = matrix[:, col] / matrix[row, col]
+    if np.abs(np.outer(u, v) - matrix).max() <= rtol * scale:
+        return [(u, v)]
+    left, sigma, right = np.linalg.svd(matrix)
+    for rank in range(2, min(max_rank, len(sigma)) + 1):
+        terms = [(left[:, k] * sigma[k], right[k]) for k in range(rank)]
+        if np.abs(sum(np.outer(a, b) for a, b in terms) - matrix).max() <= rtol * scale:
             return terms
     return None
