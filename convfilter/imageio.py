@@ -121,33 +121,42 @@ def pixel_dtype(input_dtype: np.dtype, fmt: str) -> np.dtype:
     return np.dtype(np.uint8)
 
 
-def to_pixels(result: np.ndarray, dtype: np.dtype, range_policy: str, scale: float = 1.0) -> np.ndarray:
+def to_pixels(
+    result: np.ndarray, dtype: np.dtype, range_policy: str, scale: float = 1.0, out: np.ndarray | None = None
+) -> np.ndarray:
     """Turn a float result into pixels of ``dtype`` by ``range_policy``.
 
     ``clip`` rounds to nearest and saturates, as ``cv2.imwrite`` does with a float image; ``abs``
     takes the absolute value first; ``offset`` adds half the range so that 0 is mid-grey;
     ``normalize`` stretches the result's min..max to the full range. ``scale`` multiplies the
     result first (1/257 to write a 16-bit result as 8 bits). A float ``dtype`` is never clipped.
+    With ``out``, the pixels are written there and ``result`` is used as scratch space.
 
     >>> to_pixels(np.array([-3.5, 0.5, 1.5, 300.0], np.float32), np.uint8, "clip").tolist()
     [0, 0, 2, 255]
     """
     dtype = np.dtype(dtype)
     if dtype.kind == "f":
-        return result.astype(dtype)
-    top = float(np.iinfo(dtype).max)
-    values = result * np.float32(scale) if scale != 1 else result.copy()
-    if range_policy == "abs":
-        np.abs(values, out=values)
-    elif range_policy == "offset":
-        values += np.float32((top + 1) / 2)
-    elif range_policy == "normalize":
-        low, high = float(values.min()), float(values.max())
-        values -= np.float32(low)
-        values *= np.float32(top / (high - low) if high > low else 0.0)
-    np.rint(values, out=values)
-    np.clip(values, 0, top, out=values)
-    return values.astype(dtype)
+        values = result
+    else:
+        top = float(np.iinfo(dtype).max)
+        values = result if out is not None else result.copy()
+        if scale != 1:
+            values *= np.float32(scale)
+        if range_policy == "abs":
+            np.abs(values, out=values)
+        elif range_policy == "offset":
+            values += np.float32((top + 1) / 2)
+        elif range_policy == "normalize":
+            low, high = float(values.min()), float(values.max())
+            values -= np.float32(low)
+            values *= np.float32(top / (high - low) if high > low else 0.0)
+        np.rint(values, out=values)
+        np.clip(values, 0, top, out=values)
+    if out is None:
+        return values.astype(dtype)
+    np.copyto(out, values, casting="unsafe")
+    return out
 
 
 def encode_image(pixels: np.ndarray, fmt: str, quality: int = 95) -> bytes:

@@ -63,13 +63,18 @@ def filter_pixels(pixels: np.ndarray, kernel: Kernel, fmt: str = "png") -> tuple
     out = np.empty((out_height, out_width, layer.result_channels), dtype)
     whole = kernel.range == "normalize" and dtype.kind != "f"  # min..max needs the whole result first
     floats = np.empty(out.shape, np.float32) if whole else None
-    for r0, block in conv.strips():
+
+    def sink(r0: int, block: np.ndarray) -> None:
+        # runs in the worker thread that computed the strip: pixels are made while it is in cache,
+        # and no whole-image float result is ever held (except for normalize, which needs min..max)
         if bank:
             block = _combine(block.reshape(*block.shape[:2], -1, bank), kernel.combine)
         if whole:
             floats[r0 : r0 + len(block)] = block
         else:
-            out[r0 : r0 + len(block)] = to_pixels(block, dtype, kernel.range, scale)
+            to_pixels(block, dtype, kernel.range, scale, out=out[r0 : r0 + len(block)])
+
+    conv.run_into(sink)
     if whole:
         out = to_pixels(floats, dtype, kernel.range, scale)
     if alpha is not None and fmt != "npy" and out.shape[2] in (1, 3):

@@ -37,6 +37,10 @@ def test_wheel_in_a_fresh_venv_finds_the_kernels(tmp_path):
     )
     assert [line.split()[0] for line in listed.stdout.splitlines()] == builtin_names()
     filtered = subprocess.run(
-        [env_dir / "bin" / "convfilter", "edge", SAMPLES / "cat.jpeg", "-o", "e.png", "-q"], cwd=work
+        [env_dir / "bin" / "convfilter", "edge", SAMPLES / "cat.jpeg", "-o", "e.png", "-q"],
+        cwd=work,
+        capture_output=True,
+        text=True,
     )
-    assert filtered.returncode == 0 and (work / "e.png").stat().st_size > 0
+    assert filtered.returncode == 0, filtered.stderr
+    assert (work / "e.png").stat().st_size > 0
