@@ -9,10 +9,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from .errors import KernelError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 MAX_SIZE = 255
 
@@ -56,6 +58,7 @@ class Generator:
     name: str
     params: tuple[Param, ...]
     build: Callable[..., np.ndarray]
+    shape: Callable[..., tuple[int, int]]  # the size ``build`` gives, without building it
 
     def defaults(self) -> dict[str, float]:
         """Return the parameters' default values."""
@@ -93,17 +96,23 @@ def gaussian_size(sigma: float) -> int:
 
 def gaussian_1d(sigma: float, size: int) -> np.ndarray:
     """Sampled, normalised Gaussian, the same numbers as OpenCV's ``getGaussianKernel`` for sigma > 0."""
+    import numpy as np
+
     x = np.arange(size) - (size - 1) / 2
     g = np.exp(-(x**2) / (2 * sigma**2))
     return g / g.sum()
 
 
 def _gaussian(sigma: float, size: int) -> np.ndarray:
+    import numpy as np
+
     g = gaussian_1d(sigma, size or gaussian_size(sigma))
     return np.outer(g, g)
 
 
 def _box(size: int) -> np.ndarray:
+    import numpy as np
+
     return np.full((size, size), 1.0 / (size * size))
 
 
@@ -117,7 +126,13 @@ GENERATORS: dict[str, Generator] = {
                 Param("size", 0, int, "odd, or 0 to choose from sigma", _odd_or_zero),
             ),
             _gaussian,
+            lambda sigma, size: (size or gaussian_size(sigma),) * 2,
         ),
-        Generator("box", (Param("size", 3, int, f"1 to {MAX_SIZE}", lambda v: 1 <= v <= MAX_SIZE),), _box),
+        Generator(
+            "box",
+            (Param("size", 3, int, f"1 to {MAX_SIZE}", lambda v: 1 <= v <= MAX_SIZE),),
+            _box,
+            lambda size: (size, size),
+        ),
     )
 }

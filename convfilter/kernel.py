@@ -4,38 +4,28 @@ over an image's channels into a PyTorch-layout convolution layer."""
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from .engine import PADDING_MODES, check_groups
+from .channels import PADDING_MODES, check_groups
 from .errors import KernelError, UsageError
 from .generators import GENERATORS, MAX_SIZE
-
-FIELDS = [
-    "name",
-    "summary",
-    "weights",
-    "generator",
-    "scale",
-    "divisor",
-    "normalize",
-    "bias",
-    "mix",
-    "padding",
-    "stride",
-    "dilation",
-    "flip",
-    "combine",
-    "range",
-    "alpha",
-]
-MIXES = ("depthwise", "dense")
-COMBINES = ("none", "magnitude", "max", "sum")
-RANGES = ("clip", "abs", "normalize", "offset")
-ALPHAS = ("keep", "filter")
-RESERVED_NAMES = ("list", "show", "params", "gallery")
+from .kernelfile import (
+    ALPHAS,
+    COMBINES,
+    FIELDS,
+    RANGES,
+    RESERVED_NAMES,
+    bool_field,
+    choice_field,
+    is_number,
+    mix_field,
+    number_field,
+    pair_field,
+    parse_weights,
+    string_field,
+)
 
 
 @dataclass(frozen=True)
@@ -79,8 +69,8 @@ class Kernel:
         changes = {
             "mix": mix,
             "padding": padding,
-            "stride": None if stride is None else _pair(stride, "--stride", "option"),
-            "dilation": None if dilation is None else _pair(dilation, "--dilation", "option"),
+            "stride": None if stride is None else pair_field(stride, "--stride", "option"),
+            "dilation": None if dilation is None else pair_field(dilation, "--dilation", "option"),
             "flip": flip,
             "range": range,
             "alpha": alpha,
@@ -201,7 +191,7 @@ def parse_kernel(
     unknown = [k for k in data if k not in FIELDS]
     if unknown:
         raise KernelError(f"{where}: unknown field {unknown[0]!r}; the fields are {', '.join(FIELDS)}")
-    name = _string(data, "name", where, stem)
+    name = string_field(data, "name", where, stem)
     if builtin:
         if name != stem:
             raise KernelError(f"{where}: 'name' is {name!r} but a built-in's name must be its file stem {stem!r}")
@@ -209,7 +199,7 @@ def parse_kernel(
             raise KernelError(f"{where}: {name!r} is a command name and cannot name a kernel")
         if not data.get("summary"):
             raise KernelError(f"{where}: 'summary' is required for a built-in kernel")
-    summary = _string(data, "summary", where, "")
+    summary = string_field(data, "summary", where, "")
     if ("weights" in data) == ("generator" in data):
         raise KernelError(f"{where}: give exactly one of 'weights' or 'generator'")
     generator, resolved_params = None, {}
@@ -221,31 +211,31 @@ def parse_kernel(
         weights = np.asarray(parse_weights(data["weights"], where), np.float64)
     else:
         generator, resolved_params, weights = _run_generator(data["generator"], params or {}, where)
-    scale = _number(data, "scale", where, 1.0)
-    divisor = _number(data, "divisor", where, 1.0)
+    scale = number_field(data, "scale", where, 1.0)
+    divisor = number_field(data, "divisor", where, 1.0)
     if divisor == 0:
         raise KernelError(f"{where}: 'divisor' must not be 0")
     weights = weights * scale / divisor
-    if _bool(data, "normalize", where, False):
+    if bool_field(data, "normalize", where, False):
         weights = _normalize(weights, where)
     bias = data.get("bias", 0)
     bias = tuple(bias) if isinstance(bias, list) else (bias,)
-    if not bias or not all(_is_number(b) for b in bias):
+    if not bias or not all(is_number(b) for b in bias):
         raise KernelError(f"{where}: 'bias' must be a number or a list of numbers, one per output channel")
     return Kernel(
         name=name,
         source=where,
         weights=weights.astype(np.float32),
         summary=summary,
-        mix=_mix(data.get("mix", "depthwise"), weights.ndim, where),
+        mix=mix_field(data.get("mix", "depthwise"), weights.ndim, where),
         bias=() if bias == (0,) else tuple(float(b) for b in bias),
-        padding=_choice(data, "padding", PADDING_MODES, where, "reflect"),
-        stride=_pair(data.get("stride", 1), "'stride'", where),
-        dilation=_pair(data.get("dilation", 1), "'dilation'", where),
-        flip=_bool(data, "flip", where, False),
-        combine=_choice(data, "combine", COMBINES, where, "none"),
-        range=_choice(data, "range", RANGES, where, "clip"),
-        alpha=_choice(data, "alpha", ALPHAS, where, "keep"),
+        padding=choice_field(data, "padding", PADDING_MODES, where, "reflect"),
+        stride=pair_field(data.get("stride", 1), "'stride'", where),
+        dilation=pair_field(data.get("dilation", 1), "'dilation'", where),
+        flip=bool_field(data, "flip", where, False),
+        combine=choice_field(data, "combine", COMBINES, where, "none"),
+        range=choice_field(data, "range", RANGES, where, "clip"),
+        alpha=choice_field(data, "alpha", ALPHAS, where, "keep"),
         generator=generator,
         params=tuple(resolved_params.items()),
     )
@@ -268,98 +258,6 @@ def kernel_from_array(array: np.ndarray, name: str, source: str) -> Kernel:
         weights=array.astype(np.float32),
         mix="depthwise" if array.ndim == 2 else "infer",
     )
-
-
-def parse_weights(value: object, where: str) -> list:
-    """Check that ``value`` is a 2-, 3- or 4-D nested list of finite numbers with no ragged rows."""
-    depth, probe = 0, value
-    while isinstance(probe, list) and probe:
-        depth, probe = depth + 1, probe[0]
-    if not isinstance(value, list) or not value or depth not in (2, 3, 4):
-        raise KernelError(
-            f"{where}: 'weights' must be a non-empty 2-D list of rows of numbers "
-            "(or 3-D for a bank, 4-D for [O][C/g][kh][kw])"
-        )
-    shape = _check_nested(value, depth, where, _LEVELS[depth])
-    if shape[-2] > MAX_SIZE or shape[-1] > MAX_SIZE:
-        raise KernelError(f"{where}: 'weights' is {shape[-2]}×{shape[-1]}, larger than {MAX_SIZE}×{MAX_SIZE}")
-    return value
-
-
-# what each nesting level of a weight is called in messages, outermost first
-_LEVELS = {2: ("row",), 3: ("kernel", "row"), 4: ("output", "input", "row")}
-
-
-def _check_nested(value: list, depth: int, where: str, levels: tuple[str, ...], path: str = "") -> tuple[int, ...]:
-    """Return the shape of a nested list of numbers, or raise naming the first bad place."""
-    if depth == 1:
-        for column, item in enumerate(value, 1):
-            if not _is_number(item):
-                raise KernelError(f"{where}: 'weights'{path} item {column} is {item!r}, not a finite number")
-        return (len(value),)
-    level = levels[-(depth - 1)]
-    shapes = []
-    for i, item in enumerate(value, 1):
-        if not isinstance(item, list) or not item:
-            raise KernelError(f"{where}: 'weights'{path} {level} {i} must be a non-empty list")
-        shapes.append(_check_nested(item, depth - 1, where, levels, f"{path} {level} {i},".rstrip(",")))
-    for i, shape in enumerate(shapes[1:], 2):
-        if shape != shapes[0]:
-            if depth == 2:
-                raise KernelError(f"{where}: 'weights'{path} row {i} has {shape[0]} numbers, row 1 has {shapes[0][0]}")
-            raise KernelError(
-                f"{where}: 'weights'{path} {level} {i} has shape {list(shape)}, {level} 1 has {list(shapes[0])}"
-            )
-    return (len(value), *shapes[0])
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _number(data: dict, field: str, where: str, default: float) -> float:
-    value = data.get(field, default)
-    if not _is_number(value):
-        raise KernelError(f"{where}: {field!r} must be a finite number, got {value!r}")
-    return float(value)
-
-
-def _bool(data: dict, field: str, where: str, default: bool) -> bool:
-    value = data.get(field, default)
-    if not isinstance(value, bool):
-        raise KernelError(f"{where}: {field!r} must be true or false, got {value!r}")
-    return value
-
-
-def _string(data: dict, field: str, where: str, default: str) -> str:
-    value = data.get(field, default)
-    if not isinstance(value, str):
-        raise KernelError(f"{where}: {field!r} must be a string, got {value!r}")
-    return value
-
-
-def _choice(data: dict, field: str, choices: tuple[str, ...], where: str, default: str) -> str:
-    value = data.get(field, default)
-    if value not in choices:
-        raise KernelError(f"{where}: {field!r} is {value!r}; use one of {', '.join(choices)}")
-    return value
-
-
-def _pair(value: object, field: str, where: str) -> tuple[int, int]:
-    pair = value if isinstance(value, (list, tuple)) else [value, value]
-    if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in pair):
-        raise KernelError(f"{where}: {field} must be a whole number ≥ 1 or a pair [y, x] of them, got {value!r}")
-    return int(pair[0]), int(pair[1])
-
-
-def _mix(value: object, ndim: int, where: str) -> str | int:
-    if value in MIXES:
-        return value
-    if isinstance(value, dict) and set(value) == {"groups"}:
-        groups = value["groups"]
-        if isinstance(groups, int) and not isinstance(groups, bool) and groups >= 1:
-            return groups
-    raise KernelError(f"{where}: 'mix' is {value!r}; use depthwise, dense or {{groups: N}} with N ≥ 1")
 
 
 def _normalize(weights: np.ndarray, where: str) -> np.ndarray:

@@ -6,11 +6,15 @@ import difflib
 import io
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
 from .errors import KernelError
-from .kernel import Kernel, kernel_from_array, parse_kernel
+from .kernelfile import describe
+
+if TYPE_CHECKING:
+    from .kernel import Kernel
 
 MAX_FILE_BYTES = 1 << 20
 MAX_DEPTH = 16  # a 4-D weight nests 5 levels below the mapping; anything far deeper is hostile
@@ -46,11 +50,15 @@ def load_kernel(ref: str | Path, params: dict[str, object] | None = None) -> Ker
             f"unknown kernel {text!r}: {hint}give a built-in name (see 'convfilter list') "
             "or a path to a .yaml or .npy file"
         )
+    from .kernel import parse_kernel
+
     data = read_yaml(builtin_folder().joinpath(f"{text}.yaml").read_bytes(), f"kernel file {text}.yaml")
     return parse_kernel(data, text, f"kernel file {text}.yaml", builtin=True, params=params)
 
 
 def _load_path(path: Path, params: dict[str, object] | None) -> Kernel:
+    from .kernel import kernel_from_array, parse_kernel
+
     source = f"kernel file {path}"
     if not path.exists():
         raise KernelError(f"{source}: no such file")
@@ -118,24 +126,11 @@ def read_yaml(data: bytes, source: str) -> object:
         raise KernelError(f"{source}: invalid YAML ({' '.join(str(error).split())})") from None
 
 
-def mix_text(mix: str | int) -> str:
-    """How ``list`` shows a kernel's mix: depthwise, dense, groups=N, or inferred (.npy)."""
-    return f"groups={mix}" if isinstance(mix, int) else mix
-
-
 def kernel_table() -> list[dict]:
-    """One row per built-in kernel: name, summary, weight shape, mix and generator parameters."""
+    """One row per built-in kernel: name, summary, weight shape, mix and generator parameters,
+    read from the files without computing weights (so without NumPy)."""
     rows = []
     for name in builtin_names():
-        kernel = load_kernel(name)
-        rows.append(
-            {
-                "name": name,
-                "summary": kernel.summary,
-                "shape": list(kernel.weights.shape),
-                "mix": mix_text(kernel.mix),
-                "parameters": dict(kernel.params),
-                "source": "built-in",
-            }
-        )
+        data = read_yaml(builtin_folder().joinpath(f"{name}.yaml").read_bytes(), f"kernel file {name}.yaml")
+        rows.append({**describe(data, name), "source": "built-in"})
     return rows

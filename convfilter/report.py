@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .engine import check_groups, common_divisors
+from .channels import check_groups, common_divisors
 from .errors import UsageError
 
 

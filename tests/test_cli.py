@@ -357,3 +357,16 @@ def test_stdout_output_in_process_is_the_encoded_image():
     result = run("identity", CAT, "-o", "-", "--format", "png", "-q")
     assert result.exit_code == 0
     np.testing.assert_array_equal(np.asarray(PILImage.open(io.BytesIO(result.stdout_bytes))), pixels(CAT))
+
+
+@pytest.mark.parametrize("args", [["--help"], ["list"], ["list", "--json"], ["params", "--in-channels", "3",
+                                  "--out-channels", "3", "--kernel-size", "3"]])  # fmt: skip
+def test_quick_commands_do_not_import_numpy_or_opencv(args):
+    code = (
+        "import sys\nfrom click.testing import CliRunner\nfrom convfilter.cli import cli\n"
+        f"result = CliRunner().invoke(cli, {args!r})\nassert result.exit_code == 0, result.output\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('numpy', 'cv2', 'PIL')))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -280,3 +280,13 @@ def test_builtin_name_must_match_stem():
         parse_kernel({"weights": [[1]]}, "box", "kernel file box.yaml", builtin=True)
     with pytest.raises(KernelError, match=r"'list' is a command name and cannot name a kernel"):
         parse_kernel({"summary": "s", "weights": [[1]]}, "list", "kernel file list.yaml", builtin=True)
+
+
+def test_list_rows_describe_the_loaded_kernels():
+    from convfilter.library import kernel_table
+
+    for row in kernel_table():
+        kernel = load_kernel(row["name"])
+        assert row["shape"] == list(kernel.weights.shape), row["name"]
+        assert row["summary"] == kernel.summary and row["parameters"] == dict(kernel.params)
+        assert row["mix"] == (f"groups={kernel.mix}" if isinstance(kernel.mix, int) else kernel.mix)

@@ -7,9 +7,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..channels import PADDING_MODES, check_groups, common_divisors, divisors
 from ..errors import UsageError
 
-PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+__all__ = [
+    "PADDING_MODES",
+    "Geometry",
+    "check_groups",
+    "common_divisors",
+    "divisors",
+    "geometry",
+    "pair",
+    "source_index",
+]
 
 
 def pair(value: int | tuple[int, int] | list[int], name: str) -> tuple[int, int]:
@@ -20,36 +30,6 @@ def pair(value: int | tuple[int, int] | list[int], name: str) -> tuple[int, int]
     if min(pair) < 1:
         raise UsageError(f"{name} must be at least 1, got {value!r}")
     return int(pair[0]), int(pair[1])
-
-
-def divisors(n: int) -> list[int]:
-    """Return the positive divisors of ``n`` in increasing order.
-
-    >>> divisors(12)
-    [1, 2, 3, 4, 6, 12]
-    """
-    return [d for d in range(1, n + 1) if n % d == 0]
-
-
-def common_divisors(a: int, b: int) -> list[int]:
-    """Return the numbers that divide both ``a`` and ``b``: the valid ``groups`` for a layer.
-
-    >>> common_divisors(3, 3)
-    [1, 3]
-    """
-    return [d for d in divisors(a) if b % d == 0]
-
-
-def check_groups(in_channels: int, out_channels: int, groups: int) -> None:
-    """Raise a ``UsageError`` unless ``groups`` divides both channel counts."""
-    if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
-        raise UsageError(f"groups must be a positive integer, got {groups!r}")
-    if in_channels % groups or out_channels % groups:
-        valid = ", ".join(map(str, common_divisors(in_channels, out_channels)))
-        raise UsageError(
-            f"groups={groups} must divide both the {in_channels} input and {out_channels} output channels; "
-            f"try one of {valid}"
-        )
 
 
 @dataclass(frozen=True)

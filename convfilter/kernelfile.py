@@ -1,0 +1,154 @@
+"""The kernel file format, checked field by field in plain Python: what a bad file gets is one
+line naming the file and the field. Nothing here needs NumPy, so ``convfilter list`` can read
+every kernel file without it."""
+
+from __future__ import annotations
+
+import math
+
+from .errors import KernelError
+from .generators import GENERATORS, MAX_SIZE
+
+FIELDS = [
+    "name",
+    "summary",
+    "weights",
+    "generator",
+    "scale",
+    "divisor",
+    "normalize",
+    "bias",
+    "mix",
+    "padding",
+    "stride",
+    "dilation",
+    "flip",
+    "combine",
+    "range",
+    "alpha",
+]
+MIXES = ("depthwise", "dense")
+COMBINES = ("none", "magnitude", "max", "sum")
+RANGES = ("clip", "abs", "normalize", "offset")
+ALPHAS = ("keep", "filter")
+RESERVED_NAMES = ("list", "show", "params", "gallery")
+
+
+def parse_weights(value: object, where: str) -> list:
+    """Check that ``value`` is a 2-, 3- or 4-D nested list of finite numbers with no ragged rows."""
+    depth, probe = 0, value
+    while isinstance(probe, list) and probe:
+        depth, probe = depth + 1, probe[0]
+    if not isinstance(value, list) or not value or depth not in (2, 3, 4):
+        raise KernelError(
+            f"{where}: 'weights' must be a non-empty 2-D list of rows of numbers "
+            "(or 3-D for a bank, 4-D for [O][C/g][kh][kw])"
+        )
+    shape = _check_nested(value, depth, where, _LEVELS[depth])
+    if shape[-2] > MAX_SIZE or shape[-1] > MAX_SIZE:
+        raise KernelError(f"{where}: 'weights' is {shape[-2]}×{shape[-1]}, larger than {MAX_SIZE}×{MAX_SIZE}")
+    return value
+
+
+# what each nesting level of a weight is called in messages, outermost first
+_LEVELS = {2: ("row",), 3: ("kernel", "row"), 4: ("output", "input", "row")}
+
+
+def _check_nested(value: list, depth: int, where: str, levels: tuple[str, ...], path: str = "") -> tuple[int, ...]:
+    """Return the shape of a nested list of numbers, or raise naming the first bad place."""
+    if depth == 1:
+        for column, item in enumerate(value, 1):
+            if not is_number(item):
+                raise KernelError(f"{where}: 'weights'{path} item {column} is {item!r}, not a finite number")
+        return (len(value),)
+    level = levels[-(depth - 1)]
+    shapes = []
+    for i, item in enumerate(value, 1):
+        if not isinstance(item, list) or not item:
+            raise KernelError(f"{where}: 'weights'{path} {level} {i} must be a non-empty list")
+        shapes.append(_check_nested(item, depth - 1, where, levels, f"{path} {level} {i},".rstrip(",")))
+    for i, shape in enumerate(shapes[1:], 2):
+        if shape != shapes[0]:
+            if depth == 2:
+                raise KernelError(f"{where}: 'weights'{path} row {i} has {shape[0]} numbers, row 1 has {shapes[0][0]}")
+            raise KernelError(
+                f"{where}: 'weights'{path} {level} {i} has shape {list(shape)}, {level} 1 has {list(shapes[0])}"
+            )
+    return (len(value), *shapes[0])
+
+
+def is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def number_field(data: dict, field: str, where: str, default: float) -> float:
+    value = data.get(field, default)
+    if not is_number(value):
+        raise KernelError(f"{where}: {field!r} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def bool_field(data: dict, field: str, where: str, default: bool) -> bool:
+    value = data.get(field, default)
+    if not isinstance(value, bool):
+        raise KernelError(f"{where}: {field!r} must be true or false, got {value!r}")
+    return value
+
+
+def string_field(data: dict, field: str, where: str, default: str) -> str:
+    value = data.get(field, default)
+    if not isinstance(value, str):
+        raise KernelError(f"{where}: {field!r} must be a string, got {value!r}")
+    return value
+
+
+def choice_field(data: dict, field: str, choices: tuple[str, ...], where: str, default: str) -> str:
+    value = data.get(field, default)
+    if value not in choices:
+        raise KernelError(f"{where}: {field!r} is {value!r}; use one of {', '.join(choices)}")
+    return value
+
+
+def pair_field(value: object, field: str, where: str) -> tuple[int, int]:
+    pair = value if isinstance(value, (list, tuple)) else [value, value]
+    if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in pair):
+        raise KernelError(f"{where}: {field} must be a whole number ≥ 1 or a pair [y, x] of them, got {value!r}")
+    return int(pair[0]), int(pair[1])
+
+
+def mix_field(value: object, ndim: int, where: str) -> str | int:
+    if value in MIXES:
+        return value
+    if isinstance(value, dict) and set(value) == {"groups"}:
+        groups = value["groups"]
+        if isinstance(groups, int) and not isinstance(groups, bool) and groups >= 1:
+            return groups
+    raise KernelError(f"{where}: 'mix' is {value!r}; use depthwise, dense or {{groups: N}} with N ≥ 1")
+
+
+def describe(data: dict, stem: str) -> dict:
+    """What ``convfilter list`` shows of a valid kernel mapping: name, summary, weight shape,
+    mix and generator parameters, worked out without computing any weights."""
+    if "weights" in data:
+        shape = list(_shape(data["weights"]))
+        params = {}
+    else:
+        generator = GENERATORS[data["generator"]["type"]]
+        params = generator.resolve(data["generator"].get("params") or {}, stem)
+        shape = list(generator.shape(**params))
+    mix = data.get("mix", "depthwise")
+    return {
+        "name": data.get("name", stem),
+        "summary": data.get("summary", ""),
+        "shape": shape,
+        "mix": f"groups={mix['groups']}" if isinstance(mix, dict) else mix,
+        "parameters": params,
+    }
+
+
+def _shape(value: list) -> tuple[int, ...]:
+    shape = []
+    while isinstance(value, list):
+        shape.append(len(value))
+        value = value[0]
+    return tuple(shape)
