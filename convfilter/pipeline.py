@@ -64,17 +64,25 @@ def filter_pixels(pixels: np.ndarray, kernel: Kernel, fmt: str = "png") -> tuple
     whole = kernel.range == "normalize" and dtype.kind != "f"  # min..max needs the whole result first
     floats = np.empty(out.shape, np.float32) if whole else None
 
+    # all output channels equal (edge): make pixels of the one channel, then copy them
+    collapse = conv.replicated and not bank and not whole
+
     def sink(r0: int, block: np.ndarray) -> None:
         # runs in the worker thread that computed the strip: pixels are made while it is in cache,
         # and no whole-image float result is ever held (except for normalize, which needs min..max)
+        rows = slice(r0, r0 + len(block))
         if bank:
             block = _combine(block.reshape(*block.shape[:2], -1, bank), kernel.combine)
         if whole:
-            floats[r0 : r0 + len(block)] = block
+            floats[rows] = block
+        elif collapse:
+            pixels = to_pixels(block, dtype, kernel.range, scale, out=np.empty(block.shape, dtype))
+            for c in range(out.shape[2]):
+                out[rows, :, c] = pixels[..., 0]
         else:
-            to_pixels(block, dtype, kernel.range, scale, out=out[r0 : r0 + len(block)])
+            to_pixels(block, dtype, kernel.range, scale, out=out[rows])
 
-    conv.run_into(sink)
+    conv.run_into(sink, collapse=collapse)
     if whole:
         out = to_pixels(floats, dtype, kernel.range, scale)
     if alpha is not None and fmt != "npy" and out.shape[2] in (1, 3):

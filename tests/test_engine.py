@@ -346,3 +346,19 @@ def test_run_into_hands_every_row_once(rng):
     conv.run_into(sink)
     assert np.all(seen == 1)
     np.testing.assert_array_equal(out, conv.run())
+
+
+def test_collapse_hands_over_the_one_shared_channel(rng):
+    edge = np.array([[-1, -1, -1], [-1, 8, -1], [-1, -1, -1]], np.float32) / 3
+    x = rng.integers(0, 256, (70, 30, 3), dtype=np.uint8)
+    conv = Convolution(x, np.broadcast_to(edge, (3, 3, 3, 3)), bias=[2.0, 2.0, 2.0])
+    assert conv.replicated
+    whole = conv.run()
+    shared = np.empty((70, 30, 1), np.float32)
+    conv.run_into(lambda r0, block: shared.__setitem__(slice(r0, r0 + len(block)), block), collapse=True)
+    for c in range(3):
+        np.testing.assert_array_equal(shared[..., 0], whole[..., c])
+    unequal = Convolution(x, np.broadcast_to(edge, (3, 3, 3, 3)), bias=[1.0, 2.0, 3.0])
+    assert not unequal.replicated
+    with pytest.raises(ValueError, match="collapse=True needs a convolution whose output channels are all equal"):
+        unequal.run_into(lambda r0, block: None, collapse=True)

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import UsageError
 from .geometry import PADDING_MODES, check_groups, geometry, source_index
-from .plan import FFT, General, factor
+from .plan import FFT, Factored, General, factor
 from .spatial import Direct, Scratch
 
 # Bytes of float32 input a strip aims for, so that a strip and its temporaries stay in cache.
@@ -96,16 +96,25 @@ class Convolution:
                 strip[:, self._outside] = strip[:, self._outside_source]
         return strip
 
-    def compute(self, r0: int, n: int, out: np.ndarray, scratch: Scratch) -> None:
-        """Compute output rows ``r0 … r0+n-1`` into ``out`` (n, W', O)."""
+    @property
+    def replicated(self) -> bool:
+        """True when all output channels are equal (a dense kernel whose weights are the same for
+        every channel pair, such as ``edge``): ``run_into(sink, collapse=True)`` then hands over
+        blocks of that one channel."""
+        same_bias = self.bias is None or bool(np.all(self.bias == self.bias[0]))
+        return isinstance(self.plan, Factored) and self.plan.replicated and same_bias
+
+    def compute(self, r0: int, n: int, out: np.ndarray, scratch: Scratch, collapse: bool = False) -> None:
+        """Compute output rows ``r0 … r0+n-1`` into ``out`` (n, W', O), or (n, W', 1) with
+        ``collapse``."""
         geo = self.geometry
         strip = self._load(r0, n, scratch)
         if isinstance(self.plan, General):
             self.plan(strip, out, geo.stride, geo.dilation, scratch)
         else:
-            self.plan(strip, out, geo.stride[0], geo.dilation, scratch)
+            self.plan(strip, out, geo.stride[0], geo.dilation, scratch, collapse)
         if self.bias is not None:
-            for o, b in enumerate(self.bias):
+            for o, b in enumerate(self.bias[: out.shape[2]]):
                 if b:
                     out[..., o] += b
 
@@ -126,16 +135,23 @@ class Convolution:
             self.compute(r0, n, block, scratch)
             yield r0, block
 
-    def run_into(self, sink: Callable[[int, np.ndarray], None], threads: int | None = None) -> None:
+    def run_into(
+        self, sink: Callable[[int, np.ndarray], None], threads: int | None = None, collapse: bool = False
+    ) -> None:
         """Compute every strip on ``threads`` threads (default: all cores) and call
         ``sink(first_row, block)`` for each, from the thread that computed it; the block is
-        reused afterwards. Strips cover disjoint rows, so a sink writing its rows needs no lock."""
-        self._parallel(lambda r0, n, scratch: sink(r0, self._compute_block(r0, n, scratch)), threads)
+        reused afterwards. Strips cover disjoint rows, so a sink writing its rows needs no lock.
+        With ``collapse`` (only when ``replicated``) the blocks hold the one shared channel."""
+        if collapse and not self.replicated:
+            raise ValueError("collapse=True needs a convolution whose output channels are all equal")
+        channels = 1 if collapse else self.out_channels
 
-    def _compute_block(self, r0: int, n: int, scratch: Scratch) -> np.ndarray:
-        block = scratch.get("out", (n, *self.shape[1:]))
-        self.compute(r0, n, block, scratch)
-        return block
+        def work(r0: int, n: int, scratch: Scratch) -> None:
+            block = scratch.get("out", (n, self.shape[1], channels))
+            self.compute(r0, n, block, scratch, collapse)
+            sink(r0, block)
+
+        self._parallel(work, threads)
 
     def run(self, threads: int | None = None) -> np.ndarray:
         """Return the whole float32 result ``(H', W', O)``."""

@@ -49,12 +49,21 @@ class Factored:
     channels: int
     spatial: Direct | Separable | FFT
 
-    def __call__(self, strip, out, row_step, dilation, scratch: Scratch) -> None:
-        """Compute ``out`` (n, W, O) from the interleaved ``strip`` (R, Wp, C)."""
+    @property
+    def replicated(self) -> bool:
+        """True when every output channel is the same single filtered channel (the ``edge`` case)."""
+        return self.channels == 1 and self.post is not None and bool(np.all(self.post == 1))
+
+    def __call__(self, strip, out, row_step, dilation, scratch: Scratch, collapse: bool = False) -> None:
+        """Compute ``out`` (n, W, O) from the interleaved ``strip`` (R, Wp, C); with ``collapse``
+        (only when ``replicated``), ``out`` is (n, W, 1) and gets the one channel all outputs share."""
         if self.pre is not None:
             mixed = scratch.get("pre", (*strip.shape[:2], self.channels))
             mix(strip, self.pre, mixed, scratch.get("pre_tmp", strip.shape[:2]))
             strip = mixed
+        if collapse:
+            self.spatial(strip, out, row_step, dilation, scratch)
+            return
         target = out if self.post is None else scratch.get("spatial", (*out.shape[:2], self.channels))
         self.spatial(strip, target, row_step, dilation, scratch)
         if self.post is not None:
