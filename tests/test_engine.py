@@ -188,18 +188,26 @@ def test_two_dimensional_image_is_one_channel(rng):
 
 
 @pytest.mark.parametrize(
-    ("weight_shape", "groups"),
-    [((3, 1, 15, 15), 3), ((3, 3, 3, 3), 1), ((3, 1, 31, 31), 3)],
-    ids=["depthwise-15x15", "dense-3x3", "depthwise-31x31-fft"],
+    ("make_weight", "groups", "plan"),
+    [
+        (lambda rng: np.broadcast_to(rng.standard_normal((15, 15)), (3, 1, 15, 15)), 3, "FFT"),
+        (lambda rng: np.broadcast_to(rng.standard_normal((31, 31)), (3, 1, 31, 31)), 3, "FFT"),
+        (lambda rng: np.broadcast_to(np.outer(*rng.standard_normal((2, 15))), (3, 1, 15, 15)), 3, "Separable"),
+        (lambda rng: rng.standard_normal((3, 3, 3, 3)), 1, "General"),
+        (lambda rng: rng.standard_normal((3, 1, 9, 9)), 3, "General"),
+    ],
+    ids=["fft-15x15", "fft-31x31", "separable-15x15", "general-dense-3x3", "general-depthwise-9x9"],
 )
-def test_memory_is_the_output_plus_64_mib_on_12_megapixels(weight_shape, groups, rng):
+def test_memory_is_the_output_plus_64_mib_on_12_megapixels(make_weight, groups, plan, rng):
     # an H·W·C·kh·kw window array would take 2.7 GB for 15×15 and 10 GB for 31×31
     import tracemalloc
 
     x = rng.integers(0, 256, (3000, 4000, 3), dtype=np.uint8)
-    w = rng.standard_normal(weight_shape).astype(np.float32)
+    w = make_weight(rng).astype(np.float32)
+    conv = Convolution(x, w, groups=groups, padding_mode="reflect")
+    assert type(getattr(conv.plan, "spatial", conv.plan)).__name__ == plan
     tracemalloc.start()
-    out = convolve(x, w, groups=groups, padding_mode="reflect")
+    out = conv.run()
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert peak <= out.nbytes + 64 * 2**20, f"peak {peak / 2**20:.1f} MiB for a {out.nbytes / 2**20:.1f} MiB result"

@@ -120,6 +120,9 @@ def fast_size(n: int) -> int:
     return best
 
 
+FFT_TILE_WIDTH = 1024  # output columns per transform
+
+
 class FFT:
     """Overlap-save over the strip: the circular convolution of a strip with the flipped,
     dilated kernel equals the valid correlation once the first ``kh-1`` rows and ``kw-1``
@@ -145,19 +148,22 @@ class FFT:
 
     def __call__(self, strip, out, row_step, dilation, scratch: Scratch) -> None:
         """Filter ``strip`` (R, Wp, C) into ``out`` (n, W, C), keeping every ``row_step``-th row."""
-        n, width, _ = out.shape
+        n, width, channels = out.shape
         kh, kw = self.flipped.shape
-        size = (fast_size(strip.shape[0]), fast_size(strip.shape[1]))
-        kernel_spectrum = self._spectrum(*size)
-        # one channel at a time, as a contiguous plane: faster than interleaved, and it keeps the
-        # transforms' memory to one plane's worth
-        plane = scratch.get("plane", strip.shape[:2])
-        for c in range(strip.shape[2]):
-            np.copyto(plane, strip[:, :, c])
-            spectrum = np.fft.rfft2(plane, s=size)
-            spectrum *= kernel_spectrum
-            full = np.fft.irfft2(spectrum, s=size)
-            out[..., c] = full[kh - 1 : kh - 1 + (n - 1) * row_step + 1 : row_step, kw - 1 : kw - 1 + width]
+        # tiles of columns as well as strips of rows keep each transform small: faster, and a few
+        # MiB per thread instead of tens
+        for q0 in range(0, width, FFT_TILE_WIDTH):
+            tile = min(FFT_TILE_WIDTH, width - q0)
+            size = (fast_size(strip.shape[0]), fast_size(tile + kw - 1))
+            kernel_spectrum = self._spectrum(*size)
+            plane = scratch.get("plane", (strip.shape[0], tile + kw - 1))
+            for c in range(channels):
+                np.copyto(plane, strip[:, q0 : q0 + tile + kw - 1, c])
+                spectrum = np.fft.rfft2(plane, s=size)
+                spectrum *= kernel_spectrum
+                full = np.fft.irfft2(spectrum, s=size)
+                rows = full[kh - 1 : kh - 1 + (n - 1) * row_step + 1 : row_step, kw - 1 : kw - 1 + tile]
+                out[:, q0 : q0 + tile, c] = rows
 
 
 def low_rank(matrix: np.ndarray, max_rank: int = 2, rtol: float = 1e-6) -> list[tuple[np.ndarray, np.ndarray]] | None:

@@ -1,0 +1,273 @@
+"""The performance suite: convfilter's engine against OpenCV, PyTorch and SciPy, and the whole
+command against libvips and ImageMagick, all measured in this run on this machine.
+
+    .venv/bin/python benchmarks/run.py                 # 12 MP (4000×3000), the full suite
+    .venv/bin/python benchmarks/run.py --size 640x480  # a quick look
+
+Times are medians of several runs; ratios (ours / theirs, below 1 is faster) compare numbers
+measured side by side, which is what stays meaningful on a shared, noisy machine. A reference
+that would take minutes at full size (PyTorch on large depthwise kernels, SciPy) is timed on a
+band of the image and scaled up by the band's share of the rows; the table says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from convfilter import convolve
+
+ROOT = Path(__file__).resolve().parent.parent
+SLOW_SECONDS = 3.0  # a reference slower than this per run is timed on a band of rows
+
+
+def test_photo(width: int, height: int, folder: Path) -> tuple[np.ndarray, Path]:
+    """The test photo, made the same way every time: the astronaut sample resized (bicubic) to
+    ``width``×``height``, as RGB pixels and as a quality-95 JPEG file."""
+    bgr = cv2.resize(
+        cv2.imread(str(ROOT / "samples" / "astronaut.png")), (width, height), interpolation=cv2.INTER_CUBIC
+    )
+    path = folder / f"photo-{width}x{height}.jpg"
+    cv2.imwrite(str(path), bgr, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    return np.ascontiguousarray(bgr[:, :, ::-1]), path
+
+
+def median_seconds(run, repeat: int) -> float:
+    """Median wall time of ``repeat`` calls (one warm-up call first)."""
+    run()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def timed(band_run, rows: int, repeat: int) -> tuple[float, str]:
+    """Median seconds of ``band_run(rows)``; if one call would take longer than SLOW_SECONDS
+    (judged from a band of an eighth of the rows), time the band and scale it up."""
+    band = min(rows, max(64, rows // 8))  # at least 64 rows, so a 31×31 kernel fits
+    start = time.perf_counter()
+    band_run(band)
+    estimate = (time.perf_counter() - start) * rows / band
+    if estimate <= SLOW_SECONDS:
+        return median_seconds(lambda: band_run(rows), repeat), ""
+    seconds = median_seconds(lambda: band_run(band), max(1, min(repeat, 3)))
+    return seconds * rows / band, f"est. from a {band}-row band"
+
+
+def peak_mib(run) -> float:
+    """Peak bytes NumPy and Python allocated during ``run()``, in MiB."""
+    tracemalloc.start()
+    run()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak / 2**20
+
+
+def cases(rng: np.random.Generator) -> list[dict]:
+    """The engine cases: name, weight [O, C/g, kh, kw], groups, padding mode."""
+    sharpen = np.array([[0, -1, 0], [-1, 5, -1], [0, -1, 0]], np.float32)
+    edge = np.array([[-1, -1, -1], [-1, 8, -1], [-1, -1, -1]], np.float32) / 3
+    g = cv2.getGaussianKernel(15, 2.5, cv2.CV_32F)
+    return [
+        {"name": "depthwise 3×3 (sharpen)", "weight": np.broadcast_to(sharpen, (3, 1, 3, 3)), "groups": 3},
+        {
+            "name": "depthwise 5×5 (random)",
+            "weight": np.broadcast_to(rng.standard_normal((5, 5)), (3, 1, 5, 5)),
+            "groups": 3,
+        },
+        {"name": "dense 3→3 3×3 (edge)", "weight": np.broadcast_to(edge, (3, 3, 3, 3)), "groups": 1},
+        {"name": "dense 3→3 3×3 (81 random)", "weight": rng.standard_normal((3, 3, 3, 3)), "groups": 1},
+        {"name": "depthwise 15×15 Gaussian", "weight": np.broadcast_to(g @ g.T, (3, 1, 15, 15)), "groups": 3},
+        {
+            "name": "depthwise 31×31 random",
+            "weight": np.broadcast_to(rng.standard_normal((31, 31)), (3, 1, 31, 31)),
+            "groups": 3,
+        },
+    ]
+
+
+def opencv_conv(x: np.ndarray, weight: np.ndarray, groups: int) -> np.ndarray:
+    """The same convolution with cv2.filter2D (reflect border, float32 out): one call for a
+    depthwise kernel shared by all channels, one call per (out, in) pair otherwise."""
+    if groups == x.shape[2] and np.all(weight == weight[0]):
+        return cv2.filter2D(
+            x, cv2.CV_32F, np.ascontiguousarray(weight[0, 0], np.float32), borderType=cv2.BORDER_REFLECT_101
+        )
+    out = np.zeros((*x.shape[:2], weight.shape[0]), np.float32)
+    for o in range(weight.shape[0]):
+        for c in range(weight.shape[1]):
+            k = np.ascontiguousarray(weight[o, c], np.float32)
+            out[..., o] += cv2.filter2D(x[..., c], cv2.CV_32F, k, borderType=cv2.BORDER_REFLECT_101)
+    return out
+
+
+def scipy_conv(x: np.ndarray, weight: np.ndarray, groups: int):
+    """scipy.ndimage.correlate per channel (depthwise only), or None where it has no such call."""
+    try:
+        import scipy.ndimage as ndi
+    except ImportError:
+        return None
+    if groups != x.shape[2] or not np.all(weight == weight[0]):
+        return None
+    kernel = np.asarray(weight[0, 0], np.float32)
+    return lambda rows: [ndi.correlate(x[:rows, :, c].astype(np.float32), kernel, mode="mirror") for c in range(3)]
+
+
+def torch_conv(x: np.ndarray, weight: np.ndarray, groups: int):
+    """torch.nn.functional.conv2d on the CPU (reflect padding), or None without PyTorch."""
+    try:
+        import torch
+        import torch.nn.functional as F
+    except ImportError:
+        return None
+    kh, kw = weight.shape[2:]
+    w = torch.from_numpy(np.ascontiguousarray(weight, np.float32))
+    pads = (kw // 2, kw - 1 - kw // 2, kh // 2, kh - 1 - kh // 2)
+
+    def run(rows: int):
+        with torch.no_grad():
+            t = torch.from_numpy(x[:rows]).permute(2, 0, 1)[None].float()
+            return F.conv2d(F.pad(t, pads, mode="reflect"), w, groups=groups)
+
+    return run
+
+
+def engine_table(x: np.ndarray, repeat: int) -> list[str]:
+    """Time every case with each library and return the table's lines."""
+    rows = x.shape[0]
+    lines = [
+        "| case | ours ms | peak MiB (out + extra) | OpenCV ms | ours/OpenCV | PyTorch ms | ours/PyTorch "
+        "| SciPy ms | ours/SciPy | max diff vs OpenCV (relative) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for case in cases(np.random.default_rng(0)):
+        weight, groups = case["weight"], case["groups"]
+
+        def ours_run(weight=weight, groups=groups):
+            return convolve(x, weight, groups=groups, padding_mode="reflect")
+
+        def opencv_run(weight=weight, groups=groups):
+            return opencv_conv(x, weight, groups)
+
+        ours = median_seconds(ours_run, repeat)
+        out_mib = x.shape[0] * x.shape[1] * weight.shape[0] * 4 / 2**20
+        peak = peak_mib(ours_run)
+        cv = median_seconds(opencv_run, repeat)
+        expected = opencv_run()
+        diff = np.abs(ours_run() - expected) / np.abs(expected).max()
+        cells = [case["name"], f"{ours * 1e3:.0f}", f"{peak:.0f} ({out_mib:.0f} + {peak - out_mib:.0f})",
+                 f"{cv * 1e3:.0f}", f"{ours / cv:.2f}"]  # fmt: skip
+        for reference in (torch_conv(x, weight, groups), scipy_conv(x, weight, groups)):
+            if reference is None:
+                cells += ["—", "—"]
+                continue
+            seconds, note = timed(reference, rows, repeat)
+            cells += [f"{seconds * 1e3:.0f}" + ("*" if note else ""), f"{ours / seconds:.3f}"]
+        cells.append(f"{diff.max():.1e}")
+        lines.append("| " + " | ".join(cells) + " |")
+    if any("*" in line for line in lines[2:]):
+        lines.append("")
+        lines.append("\\* too slow to repeat at full size: timed on a band of rows and scaled to the whole image.")
+    return lines
+
+
+def run_command(argv: list[str], repeat: int) -> tuple[float, float | None]:
+    """Median wall seconds of a command over ``repeat`` runs, and its largest peak RSS in MiB.
+
+    The peak comes from GNU time when it is installed: a child forked from this (large) process
+    would report this process's size as its own high-water mark.
+    """
+    gnu_time = shutil.which("time") if Path("/usr/bin/time").exists() else None
+    times, peaks = [], []
+    for _ in range(repeat + 1):
+        with tempfile.NamedTemporaryFile("r") as report:
+            wrapped = [gnu_time, "-f", "%M", "-o", report.name, *argv] if gnu_time else argv
+            start = time.perf_counter()
+            done = subprocess.run(wrapped, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            times.append(time.perf_counter() - start)
+            if done.returncode != 0:
+                raise RuntimeError(f"{' '.join(argv)} failed: {done.stderr.decode().strip()}")
+            if gnu_time:
+                peaks.append(int(report.read().split()[-1]) / 1024)
+    return statistics.median(times[1:]), (max(peaks[1:]) if peaks else None)
+
+
+def command_table(photo: Path, folder: Path, repeat: int) -> list[str]:
+    """The whole command, JPEG in and out, against libvips and ImageMagick where installed."""
+    mask = folder / "edge.mat"
+    mask.write_text("3 3 3 0\n-1 -1 -1\n-1 8 -1\n-1 -1 -1\n")
+    convfilter = Path(sys.executable).parent / "convfilter"
+    commands = [("convfilter edge", [str(convfilter), "edge", str(photo), "-o", str(folder / "ours.jpg"), "-q"])]
+    vips = shutil.which("vips")
+    magick = shutil.which("convert-im6.q16") or shutil.which("magick")
+    missing = []
+    if vips:
+        commands.append(("vips conv (depthwise)", [vips, "conv", str(photo), str(folder / "vips.jpg"), str(mask)]))
+    else:
+        missing.append("libvips (Debian: libvips-tools)")
+    if magick:
+        morphology = ["-define", "convolve:scale=0.3333", "-morphology", "Convolve", "3x3: -1,-1,-1 -1,8,-1 -1,-1,-1"]
+        commands.append(("ImageMagick convert", [magick, str(photo), *morphology, str(folder / "magick.jpg")]))
+    else:
+        missing.append("ImageMagick (Debian: imagemagick)")
+    results = [(name, *run_command(argv, repeat)) for name, argv in commands]
+    ours = results[0][1]
+    lines = ["| command | wall s | peak RSS MiB | convfilter / it |", "|---|---|---|---|"]
+    for name, seconds, rss in results:
+        lines.append(f"| {name} | {seconds:.2f} | {'—' if rss is None else f'{rss:.0f}'} | {ours / seconds:.2f} |")
+    if missing:
+        lines += ["", "Not installed, so not compared: " + ", ".join(missing) + "."]
+    return lines
+
+
+def machine() -> str:
+    """One line on the machine and the library versions the numbers come from."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = [f"Python {platform.python_version()}", f"NumPy {np.__version__}", f"OpenCV {cv2.__version__}"]
+    for module in ("torch", "scipy"):
+        with contextlib.suppress(ImportError):
+            versions.append(f"{module} {__import__(module).__version__}")
+    return f"{cpu}, {os.cpu_count()} cores; " + ", ".join(versions)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the suite and print its tables as Markdown."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", default="4000x3000", help="test photo size WIDTHxHEIGHT (default 12 MP)")
+    parser.add_argument("--repeat", type=int, default=5, help="timed runs per measurement (median)")
+    args = parser.parse_args(argv)
+    width, height = (int(v) for v in args.size.lower().split("x"))
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        x, photo = test_photo(width, height, folder)
+        print(f"Machine: {machine()}")
+        print(f"Test photo: samples/astronaut.png resized to {width}×{height}, RGB uint8 in, float32 out.\n")
+        print("\n".join(engine_table(x, args.repeat)))
+        print(f"\nWhole command, {width}×{height} JPEG in and out, 3×3 edge:\n")
+        print("\n".join(command_table(photo, folder, args.repeat)))
+
+
+if __name__ == "__main__":
+    main()

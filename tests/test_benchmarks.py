@@ -1,0 +1,27 @@
+"""The benchmark suite keeps working: it runs end to end on a tiny photo. No time is asserted."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from conftest import ROOT
+
+
+def test_suite_runs_on_a_tiny_photo():
+    done = subprocess.run(
+        [sys.executable, ROOT / "benchmarks" / "run.py", "--size", "96x64", "--repeat", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert out.startswith("Machine: ") and "Test photo: samples/astronaut.png resized to 96×64" in out
+    for case in ("depthwise 3×3 (sharpen)", "dense 3→3 3×3 (edge)", "depthwise 31×31 random"):
+        assert f"| {case} |" in out
+    assert "| convfilter edge |" in out
+    # every engine row names a relative difference from OpenCV, and it is float32 rounding
+    rows = [line for line in out.splitlines() if line.startswith("| depthwise") or line.startswith("| dense")]
+    assert len(rows) == 6
+    assert all(float(row.rstrip(" |").rsplit("|", 1)[1]) < 1e-4 for row in rows)
