@@ -78,15 +78,15 @@ class Convolution:
         """The padded float32 input rows that output rows ``r0 … r0+n-1`` read, ``(R, Wp, C)``."""
         geo, x = self.geometry, self.x
         (sy, _), (dy, _) = geo.stride, geo.dilation
-        rows = np.arange(r0 * sy, (r0 + n - 1) * sy + dy * (self.kernel_size[0] - 1) + 1) - geo.top
-        rows = source_index(rows, x.shape[0], self.padding_mode)
-        strip = scratch.get("strip", (len(rows), self.padded_width, x.shape[2]))
+        first, count = r0 * sy - geo.top, (n - 1) * sy + dy * (self.kernel_size[0] - 1) + 1
+        strip = scratch.get("strip", (count, self.padded_width, x.shape[2]))
         width, left = x.shape[1], geo.left
         inner = strip[:, left : left + width]
-        valid = rows >= 0
-        if valid.all() and rows[-1] - rows[0] == len(rows) - 1 and np.all(np.diff(rows) == 1):
-            np.copyto(inner, x[rows[0] : rows[-1] + 1], casting="unsafe")  # the common case: a view
+        if first >= 0 and first + count <= x.shape[0]:
+            np.copyto(inner, x[first : first + count], casting="unsafe")  # inside the image: one copy
         else:
+            rows = source_index(np.arange(first, first + count), x.shape[0], self.padding_mode)
+            valid = rows >= 0
             inner[valid] = x[rows[valid]]
             inner[~valid] = 0
         if len(self._outside):
@@ -169,15 +169,19 @@ class Convolution:
             for r0, n in starts:
                 work(r0, n, scratch)
             return
+        # a few tasks per thread, each a run of consecutive strips: dispatching a task costs more
+        # than a small strip, and the work still balances if one thread is slowed down
+        chunks = np.array_split(np.arange(len(starts)), threads * 4)
         local = threading.local()
 
-        def task(start: tuple[int, int]) -> None:
+        def task(chunk: np.ndarray) -> None:
             if not hasattr(local, "scratch"):
                 local.scratch = Scratch()
-            work(*start, local.scratch)
+            for index in chunk:
+                work(*starts[index], local.scratch)
 
         with ThreadPoolExecutor(threads) as pool:
-            for _ in pool.map(task, starts):
+            for _ in pool.map(task, chunks):
                 pass
 
     def _check_fft(self) -> None:

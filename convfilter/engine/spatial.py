@@ -12,6 +12,7 @@ kind NumPy runs at full speed. Three ways to apply the kernel, chosen per kernel
 
 from __future__ import annotations
 
+import math
 import threading
 
 import numpy as np
@@ -25,7 +26,7 @@ class Scratch:
 
     def get(self, name: str, shape: tuple[int, ...], dtype=np.float32) -> np.ndarray:
         """Return a buffer of ``shape``, reusing the one called ``name`` when it is large enough."""
-        size = int(np.prod(shape))
+        size = math.prod(shape)
         buffer = self._buffers.get(name)
         if buffer is None or buffer.size < size or buffer.dtype != dtype:
             buffer = self._buffers[name] = np.empty(size, dtype)
