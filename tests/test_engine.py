@@ -12,7 +12,7 @@ from conftest import assert_close, reference_conv
 from convfilter import UsageError, convolve
 from convfilter.engine import Convolution, geometry
 from convfilter.engine.plan import Factored, General
-from convfilter.engine.spatial import FFT, Direct, Separable
+from convfilter.engine.spatial import FFT, Direct, RowMatmul, Scratch, Separable
 
 MODES = ["zeros", "reflect", "replicate", "circular"]
 SHAPES = [(1, 1), (3, 3), (2, 2), (4, 3), (2, 5)]  # 1×1, odd, even, rectangular
@@ -190,13 +190,13 @@ def test_two_dimensional_image_is_one_channel(rng):
 @pytest.mark.parametrize(
     ("make_weight", "groups", "plan"),
     [
-        (lambda rng: np.broadcast_to(rng.standard_normal((15, 15)), (3, 1, 15, 15)), 3, "FFT"),
+        (lambda rng: np.broadcast_to(rng.standard_normal((15, 15)), (3, 1, 15, 15)), 3, "RowMatmul"),
         (lambda rng: np.broadcast_to(rng.standard_normal((31, 31)), (3, 1, 31, 31)), 3, "FFT"),
         (lambda rng: np.broadcast_to(np.outer(*rng.standard_normal((2, 15))), (3, 1, 15, 15)), 3, "Separable"),
         (lambda rng: rng.standard_normal((3, 3, 3, 3)), 1, "General"),
         (lambda rng: rng.standard_normal((3, 1, 9, 9)), 3, "General"),
     ],
-    ids=["fft-15x15", "fft-31x31", "separable-15x15", "general-dense-3x3", "general-depthwise-9x9"],
+    ids=["rowmatmul-15x15", "fft-31x31", "separable-15x15", "general-dense-3x3", "general-depthwise-9x9"],
 )
 def test_memory_is_the_output_plus_64_mib_on_12_megapixels(make_weight, groups, plan, rng):
     # an H·W·C·kh·kw window array would take 2.7 GB for 15×15 and 10 GB for 31×31
@@ -267,20 +267,26 @@ def _kernels(rng):
             sharpen * np.array([1, 2, -3])[:, None, None, None],
             3,
             3,
-            ("factored", None, "post", Direct),
+            ("factored", None, "post", None),
         ),
         "dense-edge": (np.broadcast_to(sharpen, (3, 3, 3, 3)), 1, 3, ("factored", "pre", "post", Direct)),
-        "mix-after": (mix[:, :, None, None] * sharpen, 1, 3, ("factored", None, "post", Direct)),
+        "mix-after": (mix[:, :, None, None] * sharpen, 1, 3, ("factored", None, "post", None)),
         "mix-before": (
             rng.standard_normal((2, 4))[:, :, None, None] * sharpen,
             1,
             4,
-            ("factored", "pre", None, Direct),
+            ("factored", "pre", None, None),
         ),
         "gray-1x1": (np.array([0.299, 0.587, 0.114]).reshape(1, 3, 1, 1), 1, 3, ("factored", "pre", None, Direct)),
         "separable-1": (np.broadcast_to(gauss, (3, 1, 7, 7)), 3, 3, ("factored", None, None, Separable)),
-        "separable-2": (np.broadcast_to(rank2, (2, 1, 9, 9)), 2, 2, ("factored", None, None, Separable)),
-        "fft": (np.broadcast_to(rng.standard_normal((13, 11)), (3, 1, 13, 11)), 3, 3, ("factored", None, None, FFT)),
+        "separable-2": (np.broadcast_to(rank2, (2, 1, 9, 9)), 2, 2, ("factored", None, None, None)),
+        "rowmatmul": (
+            np.broadcast_to(rng.standard_normal((5, 4)), (3, 1, 5, 4)),
+            3,
+            3,
+            ("factored", None, None, RowMatmul),
+        ),
+        "fft": (np.broadcast_to(rng.standard_normal((25, 23)), (3, 1, 25, 23)), 3, 3, ("factored", None, None, FFT)),
         "general": (rng.standard_normal((6, 3, 3, 3)), 1, 3, ("general",)),
         "bank": (np.tile(rng.standard_normal((2, 1, 3, 3)), (3, 1, 1, 1)), 3, 3, ("general",)),
     }
@@ -298,7 +304,33 @@ def test_each_fast_path_is_chosen_where_expected(path, rng):
         return
     assert isinstance(conv.plan, Factored)
     assert (conv.plan.pre is not None, conv.plan.post is not None) == (expected[1] == "pre", expected[2] == "post")
-    assert isinstance(conv.plan.spatial, expected[3])
+    if expected[3] is not None:
+        assert isinstance(conv.plan.spatial, expected[3])
+
+
+@pytest.mark.parametrize("method", ["separable-1", "separable-2", "rowmatmul", "fft"])
+@pytest.mark.parametrize(("row_step", "dilation"), [(1, (1, 1)), (2, (2, 3))])
+def test_every_spatial_method_equals_direct_taps(method, row_step, dilation, rng):
+    # each method on its own, whichever the planner would pick for this kernel
+    kernel = rng.standard_normal((9, 7))
+    if method == "separable-1":
+        spatial = Separable([(rng.standard_normal(9), rng.standard_normal(7))])
+    elif method == "separable-2":
+        spatial = Separable([(rng.standard_normal(9), rng.standard_normal(7)) for _ in range(2)])
+    elif method == "rowmatmul":
+        spatial = RowMatmul(kernel)
+    else:
+        spatial = FFT(kernel, dilation)
+    if isinstance(spatial, Separable):
+        kernel = sum(np.outer(u, v) for u, v in spatial.terms).astype(np.float64)
+    n, width, channels = 11, 37, 3
+    rows = (n - 1) * row_step + dilation[0] * (kernel.shape[0] - 1) + 1
+    strip = rng.standard_normal((rows, width + dilation[1] * (kernel.shape[1] - 1), channels)).astype(np.float32)
+    expected = np.empty((n, width, channels), np.float32)
+    Direct(kernel)(strip, expected, row_step, dilation, Scratch())
+    got = np.empty_like(expected)
+    spatial(strip, got, row_step, dilation, Scratch())
+    assert_close(got, expected)
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -314,7 +346,7 @@ def test_each_fast_path_matches_torch(path, padding_mode, stride, dilation, rng)
     assert_close(conv.run(threads=1), expected)
 
 
-@pytest.mark.parametrize("path", ["depthwise-direct", "fft", "general"])
+@pytest.mark.parametrize("path", ["depthwise-direct", "rowmatmul", "fft", "general"])
 def test_each_fast_path_matches_the_loop_reference(path, rng):
     weight, groups, channels, _ = _kernels(rng)[path]
     x = rng.standard_normal((17, 19, channels)).astype(np.float32)

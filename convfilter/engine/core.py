@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import UsageError
 from .geometry import PADDING_MODES, check_groups, geometry, source_index
 from .plan import FFT, Factored, General, factor
-from .spatial import Direct, Scratch
+from .spatial import Direct, RowMatmul, Scratch
 
 # Bytes of float32 input a strip aims for, so that a strip and its temporaries stay in cache.
 STRIP_BYTES = 1 << 21
@@ -72,7 +72,11 @@ class Convolution:
             rows = max(1, (FFT_STRIP_ROWS - self.geometry.dilation[0] * (self.kernel_size[0] - 1)))
             return max(8, rows // self.geometry.stride[0])
         row_bytes = 4 * self.padded_width * max(self.x.shape[2], self.out_channels) * self.geometry.stride[0]
-        return max(4, STRIP_BYTES // row_bytes)
+        rows = max(4, STRIP_BYTES // row_bytes)
+        if isinstance(getattr(self.plan, "spatial", None), RowMatmul):
+            # its products hold kw rows per output row: keep them to about the strip's size
+            rows = max(4, min(rows, 4 * STRIP_BYTES // (row_bytes * self.kernel_size[1])))
+        return rows
 
     def _load(self, r0: int, n: int, scratch: Scratch) -> np.ndarray:
         """The padded float32 input rows that output rows ``r0 … r0+n-1`` read, ``(R, Wp, C)``."""

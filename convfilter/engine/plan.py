@@ -14,22 +14,24 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .spatial import FFT, Direct, Scratch, Separable, accumulate, low_rank
+from .spatial import FFT, Direct, RowMatmul, Scratch, Separable, accumulate, low_rank
 
-# Beyond this many passes per output value, one FFT per strip costs less (measured on 12 MP).
-FFT_MIN_COST = 100
+# An FFT costs about the same whatever the kernel's size; below this many taps it never wins.
+FFT_MIN_TAPS = 100
 
 
-def spatial_method(kernel: np.ndarray, dilation: tuple[int, int]) -> Direct | Separable | FFT:
-    """The cheapest exact way to apply ``kernel``: direct taps, a rank-1/2 split, or an FFT."""
-    best = Direct(kernel)
+def spatial_method(kernel: np.ndarray, dilation: tuple[int, int]) -> Direct | Separable | RowMatmul | FFT:
+    """The cheapest exact way to apply ``kernel``: direct taps, a rank-1/2 split, row matrix
+    products, or an FFT; each method's cost is in passes over a strip, as measured."""
+    candidates = [Direct(kernel)]
     if min(kernel.shape) > 1:
+        candidates.append(RowMatmul(kernel))
         terms = low_rank(kernel)
-        if terms is not None and Separable(terms).cost < best.cost:
-            best = Separable(terms)
-    if best.cost > FFT_MIN_COST:
-        best = FFT(kernel, dilation)
-    return best
+        if terms is not None:
+            candidates.append(Separable(terms))
+    if kernel.size >= FFT_MIN_TAPS:
+        candidates.append(FFT(kernel, dilation))
+    return min(candidates, key=lambda method: method.cost)
 
 
 def mix(source: np.ndarray, matrix: np.ndarray, target: np.ndarray, tmp: np.ndarray) -> None:
@@ -47,7 +49,7 @@ class Factored:
     pre: np.ndarray | None  # (C', C)
     post: np.ndarray | None  # (O, C')
     channels: int
-    spatial: Direct | Separable | FFT
+    spatial: Direct | Separable | RowMatmul | FFT
 
     @property
     def replicated(self) -> bool:
