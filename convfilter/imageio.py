@@ -26,7 +26,6 @@ FORMATS = {
     "tiff": "tiff",
     "npy": "npy",
 }
-EIGHT_BIT_ONLY = ("jpeg", "webp", "bmp")
 _SIGNATURES = (
     (b"\x89PNG\r\n\x1a\n", "png"),
     (b"\xff\xd8\xff", "jpeg"),
