@@ -402,3 +402,33 @@ def test_collapse_hands_over_the_one_shared_channel(rng):
     assert not unequal.replicated
     with pytest.raises(ValueError, match="collapse=True needs a convolution whose output channels are all equal"):
         unequal.run_into(lambda r0, block: None, collapse=True)
+
+
+def test_integer_path_for_eight_bit_images_and_whole_number_kernels(rng):
+    from convfilter.engine.spatial import IntegerDirect
+
+    sharpen = np.array([[0, -1, 0], [-1, 5, -1], [0, -1, 0]], np.float32)
+    box = np.full((3, 3), 1 / 9, np.float32)
+    x8 = rng.integers(0, 256, (45, 38, 3), dtype=np.uint8)
+    for kernel in (sharpen, box, sharpen * 7):
+        conv = Convolution(x8, np.broadcast_to(kernel, (3, 1, 3, 3)), groups=3, padding_mode="replicate")
+        assert isinstance(conv.plan.spatial, IntegerDirect)
+        expected = _torch_conv(x8, np.broadcast_to(kernel, (3, 1, 3, 3)), None, (1, 1), (1, 1), 3, "replicate")
+        assert_close(conv.run(), expected)
+    # not for 16-bit or float images, nor for kernels whose sums could overflow 16 bits
+    x16 = x8.astype(np.uint16) * 257
+    assert not isinstance(Convolution(x16, np.broadcast_to(sharpen, (3, 1, 3, 3)), groups=3).plan.spatial,
+                          IntegerDirect)  # fmt: skip
+    assert IntegerDirect.for_kernel(np.array([[1.0, 200.0]])) is None  # 255 · 201 > 32767
+    assert IntegerDirect.for_kernel(np.full((3, 3), 20.0)).scale == 20  # a common factor is taken out
+    assert IntegerDirect.for_kernel(np.array([[1.0, 0.5], [1 / 3, 1.0]])) is None  # no common whole-number form
+
+
+def test_integer_path_sums_exactly_at_the_overflow_bound(rng):
+    # Σ|w| = 128: the largest sum 255 · 128 = 32640 still fits in int16
+    kernel = np.zeros((3, 3), np.float32)
+    kernel[1, 1] = 128
+    x = np.full((6, 6, 1), 255, np.uint8)
+    conv = Convolution(x, kernel[None, None], padding_mode="reflect")
+    assert type(conv.plan.spatial).__name__ == "IntegerDirect"
+    assert np.all(conv.run() == 255 * 128)

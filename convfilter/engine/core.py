@@ -58,7 +58,8 @@ class Convolution:
         self.geometry = geo = geometry(height, width, (kh, kw), stride, padding, dilation)
         self.shape = (geo.out_height, geo.out_width, self.out_channels)
         self.padded_width = (geo.out_width - 1) * geo.stride[1] + geo.dilation[1] * (kw - 1) + 1
-        factored = factor(weight, self.groups, channels, geo.dilation) if geo.stride[1] == 1 else None
+        eight_bit = self.x.dtype == np.uint8
+        factored = factor(weight, self.groups, channels, geo.dilation, eight_bit) if geo.stride[1] == 1 else None
         self.plan = factored or General(weight, self.groups)
         # the padded columns outside the image, and the columns they copy (padding modes other than zeros)
         cols = np.arange(self.padded_width)
@@ -87,7 +88,8 @@ class Convolution:
         geo, x = self.geometry, self.x
         (sy, _), (dy, _) = geo.stride, geo.dilation
         first, count = r0 * sy - geo.top, (n - 1) * sy + dy * (self.kernel_size[0] - 1) + 1
-        strip = scratch.get("strip", (count, self.padded_width, x.shape[2]))
+        dtype = self.plan.strip_dtype if isinstance(self.plan, Factored) and self.plan.pre is None else np.float32
+        strip = scratch.get("strip", (count, self.padded_width, x.shape[2]), dtype)
         width, left = x.shape[1], geo.left
         inner = strip[:, left : left + width]
         if first >= 0 and first + count <= x.shape[0]:

@@ -14,16 +14,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .spatial import FFT, Direct, RowMatmul, Scratch, Separable, accumulate, low_rank
+from .spatial import FFT, Direct, IntegerDirect, RowMatmul, Scratch, Separable, accumulate, low_rank
 
 # An FFT costs about the same whatever the kernel's size; below this many taps it never wins.
 FFT_MIN_TAPS = 100
 
 
-def spatial_method(kernel: np.ndarray, dilation: tuple[int, int]) -> Direct | Separable | RowMatmul | FFT:
-    """The cheapest exact way to apply ``kernel``: direct taps, a rank-1/2 split, row matrix
-    products, or an FFT; each method's cost is in passes over a strip, as measured."""
+def spatial_method(
+    kernel: np.ndarray, dilation: tuple[int, int], eight_bit: bool = False
+) -> Direct | Separable | RowMatmul | FFT:
+    """The cheapest exact way to apply ``kernel``: direct taps (in integers on ``eight_bit``
+    input where the kernel allows), a rank-1/2 split, row matrix products, or an FFT; each
+    method's cost is in passes over a strip, as measured."""
     candidates = [Direct(kernel)]
+    if eight_bit and (integer := IntegerDirect.for_kernel(kernel)) is not None:
+        candidates.append(integer)
     if min(kernel.shape) > 1:
         candidates.append(RowMatmul(kernel))
         terms = low_rank(kernel)
@@ -52,6 +57,11 @@ class Factored:
     spatial: Direct | Separable | RowMatmul | FFT
 
     @property
+    def strip_dtype(self) -> np.dtype:
+        """What the strip is loaded as: int16 for the integer path, else float32."""
+        return self.spatial.strip_dtype
+
+    @property
     def replicated(self) -> bool:
         """True when every output channel is the same single filtered channel (the ``edge`` case)."""
         return self.channels == 1 and self.post is not None and bool(np.all(self.post == 1))
@@ -72,8 +82,11 @@ class Factored:
             mix(target, self.post, out, scratch.get("post_tmp", out.shape[:2]))
 
 
-def factor(weight: np.ndarray, groups: int, in_channels: int, dilation: tuple[int, int]) -> Factored | None:
-    """Factor ``weight`` [O, C/g, kh, kw] as ``M ⊗ K`` (exactly, to float32 rounding), or None."""
+def factor(
+    weight: np.ndarray, groups: int, in_channels: int, dilation: tuple[int, int], eight_bit: bool = False
+) -> Factored | None:
+    """Factor ``weight`` [O, C/g, kh, kw] as ``M ⊗ K`` (exactly, to float32 rounding), or None.
+    ``eight_bit``: the image is uint8, so ``K`` may run in integers where nothing is mixed first."""
     out_channels, group_in, kh, kw = weight.shape
     terms = low_rank(weight.reshape(out_channels * group_in, kh * kw), max_rank=1)
     if terms is None:
@@ -87,10 +100,11 @@ def factor(weight: np.ndarray, groups: int, in_channels: int, dilation: tuple[in
         g = o // group_out
         matrix[o, g * group_in : (g + 1) * group_in] = coefficients[o * group_in : (o + 1) * group_in]
     spatial = spatial_method(kernel, dilation)
+    direct = spatial_method(kernel, dilation, eight_bit)  # for the strip as loaded, unmixed
     if out_channels == in_channels and np.array_equal(matrix, np.diag(np.diag(matrix))):
         if np.all(np.diag(matrix) == 1):
-            return Factored(None, None, in_channels, spatial)  # depthwise, one kernel for all
-        return Factored(None, matrix, in_channels, spatial)  # depthwise, scaled per channel
+            return Factored(None, None, in_channels, direct)  # depthwise, one kernel for all
+        return Factored(None, matrix, in_channels, direct)  # depthwise, scaled per channel
     columns = low_rank(matrix, max_rank=1)
     if columns is not None:
         # rank 1: M = a bᵀ — mix the inputs into one channel, filter it once, spread it out
@@ -98,7 +112,7 @@ def factor(weight: np.ndarray, groups: int, in_channels: int, dilation: tuple[in
         post = None if out_channels == 1 and abs(a[0] - 1) < 1e-12 else a[:, None]
         return Factored(b[None, :], post, 1, spatial)
     if in_channels <= out_channels:
-        return Factored(None, matrix, in_channels, spatial)
+        return Factored(None, matrix, in_channels, direct)
     return Factored(matrix, None, out_channels, spatial)
 
 
