@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from . import __version__
 from .errors import ConvFilterError, UsageError
 
 EXIT_INTERRUPTED = 130
@@ -96,7 +97,7 @@ def _quiet_broken_pipe() -> None:
 @click.group(
     name="convfilter", cls=Main, invoke_without_command=False, context_settings={"ignore_unknown_options": True}
 )
-@click.version_option(package_name="convfilter", message="convfilter %(version)s")
+@click.version_option(version=__version__, message="convfilter %(version)s")
 def cli() -> None:
     """Filter images with convolution kernels."""
 
