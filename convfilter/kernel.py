@@ -170,6 +170,8 @@ class Layer:
     @property
     def mix(self) -> str:
         """``depthwise``, ``dense`` or ``grouped``, in the vocabulary of the report."""
+        if self.in_channels == 1:  # one channel: both at once; say what the kernel asks for
+            return "dense" if self.kernel.mix == "dense" else "depthwise"
         if self.groups == self.in_channels and self.weight.shape[1] == 1:
             return "depthwise"
         return "dense" if self.groups == 1 else "grouped"

@@ -290,3 +290,8 @@ def test_list_rows_describe_the_loaded_kernels():
         assert row["shape"] == list(kernel.weights.shape), row["name"]
         assert row["summary"] == kernel.summary and row["parameters"] == dict(kernel.params)
         assert row["mix"] == (f"groups={kernel.mix}" if isinstance(kernel.mix, int) else kernel.mix)
+
+
+def test_one_channel_reports_the_kernels_own_mix():
+    assert load_kernel("edge").layer(1).mix == "dense"
+    assert load_kernel("sharpen").layer(1).mix == "depthwise"
