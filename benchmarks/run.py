@@ -56,12 +56,14 @@ def median_seconds(run, repeat: int) -> float:
     return statistics.median(times)
 
 
-def median_pair(first, second, repeat: int) -> tuple[float, float]:
+def median_pair(first, second, repeat: int, budget: float = 2.0) -> tuple[float, float]:
     """Median wall times of two calls timed in alternation, so that a slow spell of a shared
-    machine lands on both alike."""
+    machine lands on both alike: at least ``repeat`` rounds, more (up to 50) while the rounds
+    take less than ``budget`` seconds, so that fast cases get steadier medians."""
     first(), second()
     a, b = [], []
-    for _ in range(repeat):
+    begin = time.perf_counter()
+    while len(a) < repeat or (len(a) < 50 and time.perf_counter() - begin < budget):
         for run, times in ((first, a), (second, b)):
             start = time.perf_counter()
             run()

@@ -190,9 +190,8 @@ class Convolution:
             for index in chunk:
                 work(*starts[index], local.scratch)
 
-        with ThreadPoolExecutor(threads) as pool:
-            for _ in pool.map(task, chunks):
-                pass
+        for _ in _pool(threads).map(task, chunks):
+            pass
 
     def _check_fft(self) -> None:
         """An FFT is exact only up to rounding that grows with the kernel and the data: compute
@@ -207,6 +206,20 @@ class Convolution:
         scale = float(np.abs(exact).max()) or 1.0
         if np.abs(fast - exact).max() <= 1e-5 * scale:
             self.plan.spatial = spatial
+
+
+_pools: dict[tuple[int, int], ThreadPoolExecutor] = {}
+_pools_lock = threading.Lock()
+
+
+def _pool(threads: int) -> ThreadPoolExecutor:
+    """A thread pool kept for the life of the process (per process: a forked child makes its
+    own), so that a convolution does not start and join threads every time."""
+    key = (os.getpid(), threads)
+    with _pools_lock:
+        if key not in _pools:
+            _pools[key] = ThreadPoolExecutor(threads, thread_name_prefix="convfilter")
+        return _pools[key]
 
 
 def convolve(
