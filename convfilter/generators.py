@@ -116,15 +116,75 @@ def _box(size: int) -> np.ndarray:
     return np.full((size, size), 1.0 / (size * size))
 
 
+def _disk(radius: float) -> np.ndarray:
+    """A flat disc: 1 where x² + y² ≤ r², normalised to sum 1."""
+    import numpy as np
+
+    half = math.ceil(radius)
+    y, x = np.mgrid[-half : half + 1, -half : half + 1]
+    disk = (x**2 + y**2 <= radius**2).astype(float)
+    return disk / disk.sum()
+
+
+def _motion(length: int, angle: float) -> np.ndarray:
+    """A line ``length`` pixels long through the centre at ``angle`` degrees (counter-clockwise
+    from the x axis, y up as in a photo), drawn with bilinear weights, normalised to sum 1."""
+    import numpy as np
+
+    size = length if length % 2 else length + 1
+    kernel = np.zeros((size, size))
+    centre = (size - 1) / 2
+    theta = math.radians(angle)
+    for t in np.linspace(-(length - 1) / 2, (length - 1) / 2, 8 * length + 1):
+        x, y = centre + t * math.cos(theta), centre - t * math.sin(theta)  # rows grow downwards
+        x0, y0 = math.floor(x), math.floor(y)
+        fx, fy = x - x0, y - y0
+        for dy, wy in ((0, 1 - fy), (1, fy)):
+            for dx, wx in ((0, 1 - fx), (1, fx)):
+                if 0 <= y0 + dy < size and 0 <= x0 + dx < size:
+                    kernel[y0 + dy, x0 + dx] += wy * wx
+    return kernel / kernel.sum()
+
+
+def _log(sigma: float, size: int) -> np.ndarray:
+    """Laplacian of Gaussian, shifted to sum exactly 0 (flat areas give 0)."""
+    import numpy as np
+
+    size = size or gaussian_size(sigma)
+    half = (size - 1) / 2
+    y, x = np.mgrid[0:size, 0:size] - half
+    r2 = (x**2 + y**2) / (2 * sigma**2)
+    log = -(1 - r2) * np.exp(-r2) / (math.pi * sigma**4)
+    return log - log.mean()
+
+
+def _dog(sigma1: float, sigma2: float, size: int) -> np.ndarray:
+    """Difference of Gaussians G(σ1) - G(σ2), both normalised, on one grid: sums to 0."""
+    size = size or gaussian_size(max(sigma1, sigma2))
+    return _gaussian(sigma1, size) - _gaussian(sigma2, size)
+
+
+def _unsharp(sigma: float, amount: float, size: int) -> np.ndarray:
+    """Unsharp mask: (1 + amount)·identity - amount·G(σ); sums to 1, so flat areas keep their value."""
+    kernel = -amount * _gaussian(sigma, size)
+    centre = (kernel.shape[0] - 1) // 2
+    kernel[centre, centre] += 1 + amount
+    return kernel
+
+
+def _sigma(name: str = "sigma", default: float = 1.0) -> Param:
+    return Param(name, default, float, f"> 0 and ≤ {MAX_SIGMA:g}", lambda v: 0 < v <= MAX_SIGMA)
+
+
+_SIZE = Param("size", 0, int, "odd, or 0 to choose from sigma", _odd_or_zero)
+MAX_SIGMA = (MAX_SIZE - 1) / 6  # the largest sigma whose 2·⌈3σ⌉+1 fits in 255
+
 GENERATORS: dict[str, Generator] = {
     g.name: g
     for g in (
         Generator(
             "gaussian",
-            (
-                Param("sigma", 1.0, float, "> 0", lambda v: v > 0),
-                Param("size", 0, int, "odd, or 0 to choose from sigma", _odd_or_zero),
-            ),
+            (_sigma(), _SIZE),
             _gaussian,
             lambda sigma, size: (size or gaussian_size(sigma),) * 2,
         ),
@@ -133,6 +193,39 @@ GENERATORS: dict[str, Generator] = {
             (Param("size", 3, int, f"1 to {MAX_SIZE}", lambda v: 1 <= v <= MAX_SIZE),),
             _box,
             lambda size: (size, size),
+        ),
+        Generator(
+            "disk",
+            (Param("radius", 3.0, float, f"> 0 and ≤ {MAX_SIZE // 2}", lambda v: 0 < v <= MAX_SIZE // 2),),
+            _disk,
+            lambda radius: (2 * math.ceil(radius) + 1,) * 2,
+        ),
+        Generator(
+            "motion",
+            (
+                Param("length", 9, int, f"1 to {MAX_SIZE - 1}", lambda v: 1 <= v < MAX_SIZE),
+                Param("angle", 0.0, float, "in degrees, -360 to 360", lambda v: -360 <= v <= 360),
+            ),
+            _motion,
+            lambda length, angle: (length | 1,) * 2,
+        ),
+        Generator(
+            "laplacian_of_gaussian",
+            (_sigma(), _SIZE),
+            _log,
+            lambda sigma, size: (size or gaussian_size(sigma),) * 2,
+        ),
+        Generator(
+            "difference_of_gaussians",
+            (_sigma("sigma1", 1.0), _sigma("sigma2", 2.0), _SIZE),
+            _dog,
+            lambda sigma1, sigma2, size: (size or gaussian_size(max(sigma1, sigma2)),) * 2,
+        ),
+        Generator(
+            "unsharp",
+            (_sigma(), Param("amount", 1.0, float, "0 to 10", lambda v: 0 <= v <= 10), _SIZE),
+            _unsharp,
+            lambda sigma, amount, size: (size or gaussian_size(sigma),) * 2,
         ),
     )
 }

@@ -151,7 +151,11 @@ def test_every_command_has_help():
         (["edge", "{tmp}", "-o", "{tmp}/x.png"], 1, "is a directory, not an image file"),
         (["edge", CAT, "-o", "{tmp}/x.gif"], 2, "unknown extension .gif"),
         (["gaussian", "-p", "sigma", CAT, "-o", "{tmp}/x.png"], 2, "option -p: expected NAME=VALUE, got 'sigma'"),
-        (["gaussian", "-p", "sigma=-1", CAT, "-o", "{tmp}/x.png"], 2, "parameter sigma must be > 0, got -1.0"),
+        (
+            ["gaussian", "-p", "sigma=-1", CAT, "-o", "{tmp}/x.png"],
+            2,
+            "parameter sigma must be > 0 and ≤ 42.3333, got -1.0",
+        ),
         (["gaussian", "-p", "radius=1", CAT, "-o", "{tmp}/x.png"], 2, "takes no parameter 'radius'; it takes sigma"),
         (["edge", CAT, "-o", "{tmp}/x.png", "--dense", "--groups", "3"], 2, "exclude each other"),
         (["edge", CAT, "-o", "{tmp}/x.png", "--groups", "0"], 2, "'-g' / '--groups': 0 is not in the range x>=1"),
