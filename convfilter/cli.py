@@ -21,6 +21,8 @@ EXIT_INTERRUPTED = 130
 SUBCOMMANDS_HELP = """\b
 Other commands:
   convfilter list [--json]        every kernel: name, shape, mix, summary
+  convfilter show KERNEL [-p NAME=VALUE] [--channels C] [--json] [--plot FILE.png]
+                                  a kernel's weights, configuration and counts
   convfilter params --in-channels C --out-channels O --kernel-size K [--groups G] [--bias]
                     [--size WxH] [--json]
                                   parameter and multiply-add calculator for any layer
@@ -155,11 +157,14 @@ def filter_command(
     from .imageio import FORMATS, output_format, read_bytes, write_atomic
     from .pipeline import filter_bytes, filter_file
 
-    if sum(bool(x) for x in (groups, depthwise, dense)) > 1:
-        raise UsageError("options --groups, --depthwise and --dense exclude each other; give one")
-    mix = groups or ("depthwise" if depthwise else "dense" if dense else None)
     kernel = library.load_kernel(kernel_ref, _params(params)).with_options(
-        mix=mix, padding=padding, stride=stride, dilation=dilation, flip=flip, range=range_policy, alpha=alpha
+        mix=_mix(groups, depthwise, dense),
+        padding=padding,
+        stride=stride,
+        dilation=dilation,
+        flip=flip,
+        range=range_policy,
+        alpha=alpha,
     )
     if fmt is not None and fmt.lower().lstrip(".") not in FORMATS:
         raise UsageError(f"option --format: unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
@@ -263,6 +268,37 @@ def list_command(as_json: bool) -> None:
         shape = "×".join(map(str, r["shape"]))
         params = f"  [-p {', '.join(f'{k}={v:g}' for k, v in r['parameters'].items())}]" if r["parameters"] else ""
         click.echo(f"{r['name']:<{width}}  {shape:<9} {r['mix']:<10} {r['summary']}{params}")
+
+
+@cli.command("show")
+@click.argument("kernel_ref", metavar="KERNEL")
+@click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE", help="A generator parameter.")
+@click.option("--channels", type=click.IntRange(min=1), default=3, show_default=True, help="Image channels C.")
+@click.option("-g", "--groups", type=click.IntRange(min=1), help="Split the channels into G groups.")
+@click.option("--depthwise", is_flag=True, help="Each channel on its own (groups = channels).")
+@click.option("--dense", is_flag=True, help="Every output channel sums all inputs (groups = 1).")
+@click.option("--json", "as_json", is_flag=True, help="Print the kernel as JSON.")
+@click.option("--plot", "plot_path", metavar="FILE.png", help="Also draw the weights as a picture.")
+def show_command(kernel_ref, params, channels, groups, depthwise, dense, as_json, plot_path) -> None:
+    """Print KERNEL's weights, configuration, parameter and multiply-add counts."""
+    from . import library
+    from .report import describe_kernel, kernel_json
+
+    kernel = library.load_kernel(kernel_ref, _params(params)).with_options(mix=_mix(groups, depthwise, dense))
+    if plot_path is not None:
+        from .imageio import encode_image, output_format, write_atomic
+        from .plot import draw_kernel
+
+        fmt = output_format(plot_path)
+        write_atomic(plot_path, encode_image(draw_kernel(kernel), fmt))
+    layer = kernel.layer(channels)
+    click.echo(json.dumps(kernel_json(kernel, layer)) if as_json else describe_kernel(kernel, layer))
+
+
+def _mix(groups: int | None, depthwise: bool, dense: bool) -> str | int | None:
+    if sum(bool(x) for x in (groups, depthwise, dense)) > 1:
+        raise UsageError("options --groups, --depthwise and --dense exclude each other; give one")
+    return groups or ("depthwise" if depthwise else "dense" if dense else None)
 
 
 def _kernel_size(value: str) -> tuple[int, int]:

@@ -154,6 +154,9 @@ def layer_summary(layer, out_size: tuple[int, int] | None = None) -> dict:
         "kernel": kernel.name,
         "mix": layer.mix,
         **counts,
+        "multiply_adds_per_pixel": multiply_adds(
+            layer.in_channels, layer.out_channels, kernel.kernel_size, layer.groups, 1
+        ),
         "padding": kernel.padding,
         "stride": list(kernel.stride),
         "dilation": list(kernel.dilation),
@@ -161,4 +164,73 @@ def layer_summary(layer, out_size: tuple[int, int] | None = None) -> dict:
         "combine": kernel.combine,
         "range": kernel.range,
         "result_channels": layer.result_channels,
+    }
+
+
+def format_matrix(values, indent: str = "  ") -> str:
+    """A 2-D array of weights as aligned text, up to 4 significant digits.
+
+    >>> print(format_matrix([[-1, 0.5], [2, 1 / 3]]))
+      -1     0.5
+       2  0.3333
+    """
+    cells = [[f"{float(v):.4g}" for v in row] for row in values]
+    width = max(len(c) for row in cells for c in row)
+    return "\n".join(indent + "  ".join(c.rjust(width) for c in row) for row in cells)
+
+
+def describe_kernel(kernel, layer) -> str:
+    """``convfilter show``: the resolved weights, the kernel's settings, and the layer it makes
+    for ``layer.in_channels`` channels with its parameter and multiply-add counts."""
+    w = kernel.weights
+    shape = "×".join(map(str, w.shape))
+    lines = [f"{kernel.name}: {kernel.summary}" if kernel.summary else kernel.name, f"source: {kernel.source}"]
+    settings = f"weights {shape}, mix {kernel.mix}, padding {kernel.padding}, range {kernel.range}"
+    if w.ndim == 3:
+        settings += f", combine {kernel.combine}"
+    if kernel.params:
+        settings += ", " + ", ".join(f"{k}={v:g}" for k, v in kernel.params)
+    lines.append(settings)
+    lines.append(describe_layer(layer))
+    counts = layer_summary(layer)
+    lines.append(f"      multiply-adds per output pixel: {counts['multiply_adds_per_pixel']}")
+    lines.append("weights:")
+    if w.ndim == 2:
+        lines.append(format_matrix(w))
+    elif w.ndim == 3:
+        for k in range(len(w)):
+            lines += [f"  kernel {k + 1} of {len(w)}:", format_matrix(w[k], "    ")]
+    else:
+        for o in range(w.shape[0]):
+            for c in range(w.shape[1]):
+                lines += [f"  out {o + 1}, in {c + 1}:", format_matrix(w[o, c], "    ")]
+    return "\n".join(lines)
+
+
+def _plain(weights) -> list:
+    """Nested lists of the weights, each float32 as the shortest decimal that rounds back to it."""
+    if weights.ndim == 0:
+        return float(f"{float(weights):.7g}")
+    return [_plain(w) for w in weights]
+
+
+def kernel_json(kernel, layer) -> dict:
+    """``convfilter show --json``: the kernel's settings and weights, and its layer's counts."""
+    return {
+        "name": kernel.name,
+        "summary": kernel.summary,
+        "source": kernel.source,
+        "shape": list(kernel.weights.shape),
+        "weights": _plain(kernel.weights),  # 0.299, not 0.29899999499
+        "mix": kernel.mix,
+        "bias": list(kernel.bias),
+        "padding": kernel.padding,
+        "stride": list(kernel.stride),
+        "dilation": list(kernel.dilation),
+        "flip": kernel.flip,
+        "combine": kernel.combine,
+        "range": kernel.range,
+        "alpha": kernel.alpha,
+        "parameters": dict(kernel.params),
+        "layer": layer_summary(layer),
     }
