@@ -23,6 +23,8 @@ Other commands:
   convfilter list [--json]        every kernel: name, shape, mix, summary
   convfilter show KERNEL [-p NAME=VALUE] [--channels C] [--json] [--plot FILE.png]
                                   a kernel's weights, configuration and counts
+  convfilter gallery IMAGE -o SHEET.png
+                                  every built-in applied to IMAGE, as a labelled sheet
   convfilter params --in-channels C --out-channels O --kernel-size K [--groups G] [--bias]
                     [--size WxH] [--json]
                                   parameter and multiply-add calculator for any layer
@@ -293,6 +295,22 @@ def show_command(kernel_ref, params, channels, groups, depthwise, dense, as_json
         write_atomic(plot_path, encode_image(draw_kernel(kernel), fmt))
     layer = kernel.layer(channels)
     click.echo(json.dumps(kernel_json(kernel, layer)) if as_json else describe_kernel(kernel, layer))
+
+
+@cli.command("gallery")
+@click.argument("image_path", metavar="IMAGE")
+@click.option("-o", "--output", required=True, metavar="SHEET.png", help="The contact sheet to write.")
+@click.option("--width", type=click.IntRange(16, 2000), default=240, show_default=True, help="Tile width.")
+@click.option("--columns", type=click.IntRange(1, 50), default=5, show_default=True, help="Tiles per row.")
+def gallery_command(image_path, output, width, columns) -> None:
+    """Apply every built-in kernel to IMAGE and write a labelled contact sheet."""
+    from .imageio import encode_image, output_format, read_image, write_atomic
+    from .plot import gallery
+
+    fmt = output_format(output)
+    if not Path(output).parent.is_dir():
+        raise UsageError(f"output {output}: the folder {Path(output).parent} does not exist")
+    write_atomic(output, encode_image(gallery(read_image(image_path).pixels, width, columns), fmt))
 
 
 def _mix(groups: int | None, depthwise: bool, dense: bool) -> str | int | None:

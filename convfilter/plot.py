@@ -7,6 +7,8 @@ import cv2
 import numpy as np
 
 from .kernel import Kernel
+from .library import builtin_names, load_kernel
+from .pipeline import filter_pixels
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 INK = (40, 40, 40)
@@ -84,3 +86,18 @@ def contact_sheet(tiles: list[tuple[str, np.ndarray]], columns: int = 5) -> np.n
         _text(sheet, name, (left, top + 17), 0.55)
         sheet[top + label : top + label + height, left : left + width] = tile
     return sheet
+
+
+def gallery(pixels: np.ndarray, tile_width: int = 240, columns: int = 5) -> np.ndarray:
+    """Every built-in kernel, with its default parameters, applied to ``pixels`` (H, W, C)
+    scaled to ``tile_width``: a labelled RGB contact sheet, the original first."""
+    rgb = pixels[..., :3] if pixels.shape[2] >= 3 else np.repeat(pixels, 3, axis=2)
+    if rgb.dtype != np.uint8:
+        rgb = (rgb / 257).astype(np.uint8) if rgb.dtype == np.uint16 else np.clip(rgb, 0, 255).astype(np.uint8)
+    height = max(1, round(rgb.shape[0] * tile_width / rgb.shape[1]))
+    tile = cv2.resize(np.ascontiguousarray(rgb), (tile_width, height), interpolation=cv2.INTER_AREA)
+    tiles = [("original", tile)]
+    for name in builtin_names():
+        out, _ = filter_pixels(tile, load_kernel(name))
+        tiles.append((name, out if out.shape[2] == 3 else np.repeat(out[..., :1], 3, axis=2)))
+    return contact_sheet(tiles, columns)

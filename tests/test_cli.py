@@ -374,3 +374,74 @@ def test_quick_commands_do_not_import_numpy_or_opencv(args):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_show_prints_weights_and_counts():
+    result = run("show", "sobel")
+    assert result.exit_code == 0
+    out = result.stdout
+    assert "weights 2×3×3, mix depthwise" in out and "combine magnitude" in out
+    assert "depthwise conv 3→6 channels" in out and "parameters: 54 weights" in out
+    assert "multiply-adds per output pixel: 54" in out
+    assert "  kernel 2 of 2:\n    -1  -2  -1\n     0   0   0\n     1   2   1" in out
+
+
+def test_show_json_parses_and_follows_options():
+    record = json.loads(run("show", "edge", "--json", "--channels", "4", "--groups", "4").stdout)
+    assert record["name"] == "edge" and record["shape"] == [3, 3]
+    assert record["weights"][1] == [-0.3333333, 2.666667, -0.3333333]
+    assert record["layer"]["in_channels"] == 4 and record["layer"]["groups"] == 4
+    assert record["layer"]["weights"] == 4 * 9 and record["layer"]["multiply_adds_per_pixel"] == 36
+    gauss = json.loads(run("show", "gaussian", "-p", "sigma=2", "--json").stdout)
+    assert gauss["shape"] == [13, 13] and gauss["parameters"] == {"sigma": 2.0, "size": 0}
+    assert abs(sum(map(sum, gauss["weights"])) - 1) < 1e-5
+
+
+def test_show_errors():
+    result = run("show", "sobel", "--channels", "3", "--dense")
+    assert result.exit_code == 2
+    assert_one_line_error(result.stderr, "a bank of 2 kernels is applied channel-wise")
+    result = run("show", "gaussian", "-p", "sigma=0")
+    assert result.exit_code == 2
+    assert_one_line_error(result.stderr, "parameter sigma must be > 0")
+
+
+@pytest.mark.parametrize(("kernel", "size"), [("sharpen", (34 + 3 * 64 + 22 + 12 + 12, 3 * 64 + 24)),
+                                              ("sepia", None), ("kirsch", None)])  # fmt: skip
+def test_show_plot_draws_a_picture(tmp_path, kernel, size):
+    path = tmp_path / "w.png"
+    result = run("show", kernel, "--plot", str(path))
+    assert result.exit_code == 0
+    picture = np.asarray(PILImage.open(path))
+    assert picture.ndim == 3 and picture.shape[2] == 3
+    if size:
+        assert picture.shape[:2] == size
+    # positive weights are drawn red, negative blue
+    r, b = picture[..., 0].astype(int), picture[..., 2].astype(int)
+    reds, blues = r > b + 20, b > r + 20
+    assert reds.any() and (blues.any() or kernel == "sepia")
+
+
+def test_gallery_sheet_has_every_builtin(tmp_path):
+    from convfilter.library import builtin_names
+
+    result = run("gallery", CAT, "-o", str(tmp_path / "sheet.png"), "--width", "60", "--columns", "4")
+    assert result.exit_code == 0, result.stderr
+    sheet = np.asarray(PILImage.open(tmp_path / "sheet.png"))
+    tiles = len(builtin_names()) + 1
+    rows = -(-tiles // 4)
+    tile_height = round(300 * 60 / 451)
+    assert sheet.shape == (8 + rows * (tile_height + 24 + 8), 8 + 4 * (60 + 8), 3)
+    # the first tile is the photo scaled down
+    original = np.asarray(PILImage.open(CAT).resize((60, tile_height), PILImage.BOX)).astype(int)
+    assert np.abs(sheet[8 + 24 : 8 + 24 + tile_height, 8:68].astype(int) - original).mean() < 8
+
+
+def test_gallery_errors(tmp_path):
+    result = run("gallery", str(tmp_path / "missing.png"), "-o", str(tmp_path / "s.png"))
+    assert result.exit_code == 1
+    assert_one_line_error(result.stderr, "no such file")
+    result = run("gallery", CAT, "-o", str(tmp_path / "s.gif"))
+    assert result.exit_code == 2
+    assert_one_line_error(result.stderr, "unknown extension .gif")
+    assert os.listdir(tmp_path) == []
