@@ -170,9 +170,9 @@ def layer_summary(layer, out_size: tuple[int, int] | None = None) -> dict:
 def format_matrix(values, indent: str = "  ") -> str:
     """A 2-D array of weights as aligned text, up to 4 significant digits.
 
-    >>> print(format_matrix([[-1, 0.5], [2, 1 / 3]]))
-      -1     0.5
-       2  0.3333
+    >>> print(format_matrix([[-1, 0.5], [2, 1 / 3]], indent=""))
+        -1     0.5
+         2  0.3333
     """
     cells = [[f"{float(v):.4g}" for v in row] for row in values]
     width = max(len(c) for row in cells for c in row)
