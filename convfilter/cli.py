@@ -269,7 +269,15 @@ def list_command(as_json: bool) -> None:
     for r in rows:
         shape = "×".join(map(str, r["shape"]))
         params = f"  [-p {', '.join(f'{k}={v:g}' for k, v in r['parameters'].items())}]" if r["parameters"] else ""
-        click.echo(f"{r['name']:<{width}}  {shape:<9} {r['mix']:<10} {r['summary']}{params}")
+        line = f"{r['name']:<{width}}  {shape:<9} {r['mix']:<10} {r['summary']}{params}"
+        if r["source"] != "built-in":
+            line += f"  ({r['source']}"
+            if "hidden_by" in r:
+                line += "; hidden by the built-in of that name, use its path"
+            if "error" in r:
+                line += f"; does not load: {r['error']}"
+            line += ")"
+        click.echo(line)
 
 
 @cli.command("show")

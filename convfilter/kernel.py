@@ -11,21 +11,7 @@ import numpy as np
 from .channels import PADDING_MODES, check_groups
 from .errors import KernelError, UsageError
 from .generators import GENERATORS, MAX_SIZE
-from .kernelfile import (
-    ALPHAS,
-    COMBINES,
-    FIELDS,
-    RANGES,
-    RESERVED_NAMES,
-    bool_field,
-    choice_field,
-    is_number,
-    mix_field,
-    number_field,
-    pair_field,
-    parse_weights,
-    string_field,
-)
+from .kernelfile import ALPHAS, RANGES, check_generator, check_mapping, pair_field
 
 
 @dataclass(frozen=True)
@@ -186,60 +172,26 @@ def parse_kernel(
     ``params`` are ``-p`` overrides for the generator.
     """
     where = source
-    if data is None:
-        raise KernelError(f"{where}: the file is empty; a kernel needs at least 'weights' or 'generator'")
-    if not isinstance(data, dict):
-        raise KernelError(f"{where}: must be a mapping of fields (weights: …), not a {type(data).__name__}")
-    unknown = [k for k in data if k not in FIELDS]
-    if unknown:
-        raise KernelError(f"{where}: unknown field {unknown[0]!r}; the fields are {', '.join(FIELDS)}")
-    name = string_field(data, "name", where, stem)
-    if builtin:
-        if name != stem:
-            raise KernelError(f"{where}: 'name' is {name!r} but a built-in's name must be its file stem {stem!r}")
-        if name in RESERVED_NAMES:
-            raise KernelError(f"{where}: {name!r} is a command name and cannot name a kernel")
-        if not data.get("summary"):
-            raise KernelError(f"{where}: 'summary' is required for a built-in kernel")
-    summary = string_field(data, "summary", where, "")
-    if ("weights" in data) == ("generator" in data):
-        raise KernelError(f"{where}: give exactly one of 'weights' or 'generator'")
+    settings = check_mapping(data, stem, where, builtin=builtin)
     generator, resolved_params = None, {}
     if "weights" in data:
         if params:
             raise KernelError(
-                f"{where}: kernel {name} has fixed weights and takes no parameters, got -p {next(iter(params))}"
+                f"{where}: kernel {settings['name']} has fixed weights and takes no parameters, "
+                f"got -p {next(iter(params))}"
             )
-        weights = np.asarray(parse_weights(data["weights"], where), np.float64)
+        weights = np.asarray(data["weights"], np.float64)
     else:
         generator, resolved_params, weights = _run_generator(data["generator"], params or {}, where)
-    scale = number_field(data, "scale", where, 1.0)
-    divisor = number_field(data, "divisor", where, 1.0)
-    if divisor == 0:
-        raise KernelError(f"{where}: 'divisor' must not be 0")
-    weights = weights * scale / divisor
-    if bool_field(data, "normalize", where, False):
+    weights = weights * settings.pop("scale") / settings.pop("divisor")
+    if settings.pop("normalize"):
         weights = _normalize(weights, where)
-    bias = data.get("bias", 0)
-    bias = tuple(bias) if isinstance(bias, list) else (bias,)
-    if not bias or not all(is_number(b) for b in bias):
-        raise KernelError(f"{where}: 'bias' must be a number or a list of numbers, one per output channel")
     return Kernel(
-        name=name,
         source=where,
         weights=weights.astype(np.float32),
-        summary=summary,
-        mix=mix_field(data.get("mix", "depthwise"), weights.ndim, where),
-        bias=() if bias == (0,) else tuple(float(b) for b in bias),
-        padding=choice_field(data, "padding", PADDING_MODES, where, "reflect"),
-        stride=pair_field(data.get("stride", 1), "'stride'", where),
-        dilation=pair_field(data.get("dilation", 1), "'dilation'", where),
-        flip=bool_field(data, "flip", where, False),
-        combine=choice_field(data, "combine", COMBINES, where, "none"),
-        range=choice_field(data, "range", RANGES, where, "clip"),
-        alpha=choice_field(data, "alpha", ALPHAS, where, "keep"),
         generator=generator,
         params=tuple(resolved_params.items()),
+        **settings,
     )
 
 
@@ -272,18 +224,11 @@ def _normalize(weights: np.ndarray, where: str) -> np.ndarray:
     return weights / total
 
 
-def _run_generator(spec: object, overrides: dict[str, object], where: str) -> tuple[str, dict, np.ndarray]:
-    if not isinstance(spec, dict) or "type" not in spec or set(spec) - {"type", "params"}:
-        raise KernelError(f"{where}: 'generator' must be a mapping {{type: NAME, params: {{…}}}}")
-    kind = spec["type"]
-    if kind not in GENERATORS:
-        raise KernelError(f"{where}: generator type {kind!r} is unknown; use one of {', '.join(GENERATORS)}")
-    generator = GENERATORS[kind]
-    file_params = spec.get("params") or {}
-    if not isinstance(file_params, dict):
-        raise KernelError(f"{where}: generator 'params' must be a mapping of NAME: VALUE")
-    values = generator.resolve(file_params, where)
+def _run_generator(spec: dict, overrides: dict[str, object], where: str) -> tuple[str, dict, np.ndarray]:
+    """Build a generated kernel (``spec`` already checked) with the ``-p`` overrides."""
+    generator = GENERATORS[spec["type"]]
+    values = check_generator(spec, where)
     if overrides:
         from_options = generator.resolve(overrides, f"{where}, option -p")
         values.update({name: from_options[name] for name in overrides})
-    return kind, values, generator.build(**values)
+    return spec["type"], values, generator.build(**values)

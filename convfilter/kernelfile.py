@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+from .channels import PADDING_MODES
 from .errors import KernelError
 from .generators import GENERATORS, MAX_SIZE
 
@@ -116,7 +117,7 @@ def pair_field(value: object, field: str, where: str) -> tuple[int, int]:
     return int(pair[0]), int(pair[1])
 
 
-def mix_field(value: object, ndim: int, where: str) -> str | int:
+def mix_field(value: object, where: str) -> str | int:
     if value in MIXES:
         return value
     if isinstance(value, dict) and set(value) == {"groups"}:
@@ -124,6 +125,70 @@ def mix_field(value: object, ndim: int, where: str) -> str | int:
         if isinstance(groups, int) and not isinstance(groups, bool) and groups >= 1:
             return groups
     raise KernelError(f"{where}: 'mix' is {value!r}; use depthwise, dense or {{groups: N}} with N ≥ 1")
+
+
+def check_mapping(data: object, stem: str, where: str, builtin: bool = False) -> dict:
+    """Check every field of a kernel mapping (the weights' shape and numbers, the generator's
+    type and parameters, every setting) and return the settings, defaults filled in:
+    ``name, summary, mix, bias, padding, stride, dilation, flip, combine, range, alpha`` and the
+    ``scale``, ``divisor`` and ``normalize`` that turn the weights into the final ones."""
+    if data is None:
+        raise KernelError(f"{where}: the file is empty; a kernel needs at least 'weights' or 'generator'")
+    if not isinstance(data, dict):
+        raise KernelError(f"{where}: must be a mapping of fields (weights: …), not a {type(data).__name__}")
+    unknown = [k for k in data if k not in FIELDS]
+    if unknown:
+        raise KernelError(f"{where}: unknown field {unknown[0]!r}; the fields are {', '.join(FIELDS)}")
+    name = string_field(data, "name", where, stem)
+    if builtin:
+        if name != stem:
+            raise KernelError(f"{where}: 'name' is {name!r} but a built-in's name must be its file stem {stem!r}")
+        if name in RESERVED_NAMES:
+            raise KernelError(f"{where}: {name!r} is a command name and cannot name a kernel")
+        if not data.get("summary"):
+            raise KernelError(f"{where}: 'summary' is required for a built-in kernel")
+    if ("weights" in data) == ("generator" in data):
+        raise KernelError(f"{where}: give exactly one of 'weights' or 'generator'")
+    if "weights" in data:
+        parse_weights(data["weights"], where)
+    else:
+        check_generator(data["generator"], where)
+    divisor = number_field(data, "divisor", where, 1.0)
+    if divisor == 0:
+        raise KernelError(f"{where}: 'divisor' must not be 0")
+    bias = data.get("bias", 0)
+    bias = tuple(bias) if isinstance(bias, list) else (bias,)
+    if not bias or not all(is_number(b) for b in bias):
+        raise KernelError(f"{where}: 'bias' must be a number or a list of numbers, one per output channel")
+    return {
+        "name": name,
+        "summary": string_field(data, "summary", where, ""),
+        "mix": mix_field(data.get("mix", "depthwise"), where),
+        "bias": () if bias == (0,) else tuple(float(b) for b in bias),
+        "padding": choice_field(data, "padding", PADDING_MODES, where, "reflect"),
+        "stride": pair_field(data.get("stride", 1), "'stride'", where),
+        "dilation": pair_field(data.get("dilation", 1), "'dilation'", where),
+        "flip": bool_field(data, "flip", where, False),
+        "combine": choice_field(data, "combine", COMBINES, where, "none"),
+        "range": choice_field(data, "range", RANGES, where, "clip"),
+        "alpha": choice_field(data, "alpha", ALPHAS, where, "keep"),
+        "scale": number_field(data, "scale", where, 1.0),
+        "divisor": divisor,
+        "normalize": bool_field(data, "normalize", where, False),
+    }
+
+
+def check_generator(spec: object, where: str) -> dict:
+    """Check a ``generator`` mapping and return its parameters, defaults filled in."""
+    if not isinstance(spec, dict) or "type" not in spec or set(spec) - {"type", "params"}:
+        raise KernelError(f"{where}: 'generator' must be a mapping {{type: NAME, params: {{…}}}}")
+    kind = spec["type"]
+    if kind not in GENERATORS:
+        raise KernelError(f"{where}: generator type {kind!r} is unknown; use one of {', '.join(GENERATORS)}")
+    file_params = spec.get("params") or {}
+    if not isinstance(file_params, dict):
+        raise KernelError(f"{where}: generator 'params' must be a mapping of NAME: VALUE")
+    return GENERATORS[kind].resolve(file_params, where)
 
 
 def describe(data: dict, stem: str) -> dict:

@@ -1,9 +1,16 @@
-"""Where kernels come from: the built-ins shipped in the package, or a path to a file."""
+"""Where kernels come from: the built-ins shipped in the package, the folders of
+``CONVFILTER_KERNEL_PATH``, or a path to a file.
+
+A name is looked up among the built-ins first, then in the user folders in their order (the
+first folder that has it wins, as with ``PATH``). A user kernel with a built-in's name is never
+used under that name — ``convfilter list`` says so — but its path still works."""
 
 from __future__ import annotations
 
+import ast
 import difflib
 import io
+import os
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -11,7 +18,7 @@ from typing import TYPE_CHECKING
 import yaml
 
 from .errors import KernelError
-from .kernelfile import describe
+from .kernelfile import check_mapping, describe
 
 if TYPE_CHECKING:
     from .kernel import Kernel
@@ -41,10 +48,13 @@ def load_kernel(ref: str | Path, params: dict[str, object] | None = None) -> Ker
     """
     text = str(ref)
     path = Path(text)
-    if path.suffix.lower() in KERNEL_SUFFIXES or "/" in text or path.is_file():
+    if path.suffix.lower() in KERNEL_SUFFIXES or "/" in text:
         return _load_path(path, params)
     if text not in builtin_names():
-        close = difflib.get_close_matches(text, builtin_names(), n=1)
+        users = user_kernels()
+        if text in users:
+            return _load_path(users[text], params)
+        close = difflib.get_close_matches(text, [*builtin_names(), *users], n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
         raise KernelError(
             f"unknown kernel {text!r}: {hint}give a built-in name (see 'convfilter list') "
@@ -126,11 +136,61 @@ def read_yaml(data: bytes, source: str) -> object:
         raise KernelError(f"{source}: invalid YAML ({' '.join(str(error).split())})") from None
 
 
+def user_kernels() -> dict[str, Path]:
+    """Name → file for the kernel files in the folders of ``CONVFILTER_KERNEL_PATH``
+    (``:``-separated; the first folder with a name wins; folders that do not exist are skipped)."""
+    found: dict[str, Path] = {}
+    for folder in os.environ.get("CONVFILTER_KERNEL_PATH", "").split(":"):
+        if not folder or not Path(folder).is_dir():
+            continue
+        for file in sorted(Path(folder).iterdir()):
+            if file.suffix.lower() in KERNEL_SUFFIXES and not file.name.startswith(".") and file.is_file():
+                found.setdefault(file.stem, file)
+    return found
+
+
 def kernel_table() -> list[dict]:
-    """One row per built-in kernel: name, summary, weight shape, mix and generator parameters,
-    read from the files without computing weights (so without NumPy)."""
+    """One row per kernel, built-ins then user kernels: name, summary, weight shape, mix and
+    generator parameters, read from the files without computing weights (so without NumPy).
+    A user kernel that a built-in hides, or that does not load, says so in its row."""
     rows = []
-    for name in builtin_names():
+    builtins = builtin_names()
+    for name in builtins:
         data = read_yaml(builtin_folder().joinpath(f"{name}.yaml").read_bytes(), f"kernel file {name}.yaml")
         rows.append({**describe(data, name), "source": "built-in"})
+    for name, file in user_kernels().items():
+        row = {"name": name, "summary": "", "shape": [], "mix": "", "parameters": {}, "source": f"user: {file}"}
+        try:
+            row.update(_describe_file(file, name))
+        except KernelError as error:
+            row["error"] = str(error)
+        if name in builtins:
+            row["hidden_by"] = "built-in"
+        rows.append(row)
     return rows
+
+
+def _describe_file(file: Path, name: str) -> dict:
+    """A user kernel file's row of ``list``: validated as loading would, but without NumPy."""
+    if file.stat().st_size > MAX_FILE_BYTES:
+        raise KernelError(f"kernel file {file}: larger than 1 MiB; a kernel file is small")
+    if file.suffix.lower() == ".npy":
+        shape = _npy_shape(file)
+        return {"shape": list(shape), "mix": "depthwise" if len(shape) == 2 else "groups from channels"}
+    data = read_yaml(file.read_bytes(), f"kernel file {file}")
+    check_mapping(data, name, f"kernel file {file}")
+    return {key: value for key, value in describe(data, name).items() if key != "name"}
+
+
+def _npy_shape(file: Path) -> tuple[int, ...]:
+    """The shape in a ``.npy`` file's header, read without NumPy."""
+    with open(file, "rb") as stream:
+        magic = stream.read(8)
+        if magic[:6] != b"\x93NUMPY":
+            raise KernelError(f"kernel file {file}: not a .npy array")
+        size = int.from_bytes(stream.read(2 if magic[6] == 1 else 4), "little")
+        try:
+            header = ast.literal_eval(stream.read(size).decode("latin-1"))
+            return tuple(header["shape"])
+        except (ValueError, SyntaxError, KeyError, TypeError):
+            raise KernelError(f"kernel file {file}: not a readable .npy header") from None
