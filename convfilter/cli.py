@@ -145,11 +145,12 @@ def _params(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--alpha", type=click.Choice(["keep", "filter"]), help="Keep alpha aside, or filter it too.")
 @click.option("--format", "fmt", help="Output format for standard output (png, jpg, webp, bmp, tiff, npy).")
 @click.option("--quality", type=click.IntRange(0, 100), default=95, show_default=True, help="JPEG/WebP quality.")
+@click.option("--compression", type=click.IntRange(0, 9), help="PNG compression level (default OpenCV's, 1).")
 @click.option("--json", "as_json", is_flag=True, help="The report as one JSON object per image.")
 @click.option("-q", "--quiet", is_flag=True, help="No report.")
 def filter_command(
     kernel_ref, inputs, output, groups, depthwise, dense, params, padding, stride, dilation, flip, range_policy,
-    alpha, fmt, quality, as_json, quiet,
+    alpha, fmt, quality, compression, as_json, quiet,
 ):  # fmt: skip
     """Filter INPUT with KERNEL: a built-in name (see 'convfilter list'), or a .yaml or .npy file.
 
@@ -157,7 +158,7 @@ def filter_command(
     """
     from . import library
     from .imageio import FORMATS, output_format, read_bytes, write_atomic
-    from .pipeline import filter_bytes, filter_file
+    from .pipeline import Encoding, filter_bytes, filter_file
 
     kernel = library.load_kernel(kernel_ref, _params(params)).with_options(
         mix=_mix(groups, depthwise, dense),
@@ -170,7 +171,7 @@ def filter_command(
     )
     if fmt is not None and fmt.lower().lstrip(".") not in FORMATS:
         raise UsageError(f"option --format: unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
-    stream_format = FORMATS[fmt.lower().lstrip(".")] if fmt else None
+    stream_format = FORMATS[fmt.lower().lstrip(".")] if fmt else None  # None: the input's
 
     if not inputs:
         if sys.stdin.isatty():
@@ -202,15 +203,17 @@ def filter_command(
     if source == "-" or output == "-":
         data = sys.stdin.buffer.read() if source == "-" else read_bytes(source)
         name = "<stdin>" if source == "-" else source
-        target_format = stream_format if output == "-" else out_format
-        encoded, result = filter_bytes(data, name, kernel, target_format, quality, output=str(out_path))
+        encoding = Encoding(stream_format if output == "-" else out_format, quality, compression)
+        encoded, result = filter_bytes(data, name, kernel, encoding, output=str(out_path))
         if output == "-":
             _write_stdout(encoded)
         else:
             write_atomic(out_path, encoded)
     else:
-        result = filter_file(source, out_path, kernel, out_format, quality)
+        result = filter_file(source, out_path, kernel, Encoding(out_format, quality, compression))
     if not quiet:
+        for note in result.notes:
+            click.echo(f"convfilter: note: {note}", err=True)
         # the report goes to stderr, except a JSON report when stdout is free for it
         _report(result, as_json, err=output == "-" or not as_json)
     return 0

@@ -7,13 +7,14 @@ import contextlib
 import io
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from .errors import ImageError, UsageError
+from .metadata import Metadata, add_metadata, apply_orientation, count_frames, might_have_metadata, read_metadata
 
 # output extension -> the format it writes
 FORMATS = {
@@ -33,15 +34,20 @@ _SIGNATURES = (
     (b"II*\x00", "tiff"),
     (b"MM\x00*", "tiff"),
     (b"\x93NUMPY", "npy"),
+    (b"GIF87a", "gif"),  # read only
+    (b"GIF89a", "gif"),
 )
 
 
 @dataclass(frozen=True)
 class Image:
-    """Decoded pixels ``(H, W, C)`` in R, G, B(, A) order, and the format they came in."""
+    """Decoded pixels ``(H, W, C)`` in R, G, B(, A) order, upright, the format they came in,
+    and the metadata to carry over to the output."""
 
     pixels: np.ndarray
     format: str
+    metadata: Metadata = field(default_factory=Metadata)
+    frames: int = 1  # an animated GIF or multi-page TIFF: only the first frame is read
 
 
 def detect_format(data: bytes) -> str | None:
@@ -108,7 +114,11 @@ def decode_image(data: bytes, name: str) -> Image:
         pixels = cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)  # OpenCV holds B, G, R; kernels speak R, G, B
     elif pixels.shape[2] == 4:
         pixels = cv2.cvtColor(pixels, cv2.COLOR_BGRA2RGBA)
-    return Image(pixels, fmt or "png")
+    fmt = fmt or "png"
+    meta = read_metadata(data) if might_have_metadata(data, fmt) else Metadata()
+    frames = count_frames(data) if fmt in ("gif", "tiff") else 1
+    # IMREAD_UNCHANGED keeps the pixels as stored: turn them upright here, once
+    return Image(apply_orientation(pixels, meta.orientation), fmt, meta, frames)
 
 
 def pixel_dtype(input_dtype: np.dtype, fmt: str) -> np.dtype:
@@ -158,8 +168,16 @@ def to_pixels(
     return out
 
 
-def encode_image(pixels: np.ndarray, fmt: str, quality: int = 95) -> bytes:
-    """Encode ``(H, W, C)`` pixels in R, G, B(, A) order as ``fmt`` bytes."""
+def stream_format(input_format: str) -> str:
+    """The format standard output gets by default: the input's, or PNG for one that is only read (GIF)."""
+    return input_format if input_format in FORMATS.values() else "png"
+
+
+def encode_image(
+    pixels: np.ndarray, fmt: str, quality: int = 95, metadata: Metadata | None = None, compression: int | None = None
+) -> bytes:
+    """Encode ``(H, W, C)`` pixels in R, G, B(, A) order as ``fmt`` bytes, with ``metadata``
+    (ICC profile, EXIF, DPI) where the format holds it."""
     if fmt == "npy":
         buffer = io.BytesIO()
         np.save(buffer, pixels, allow_pickle=False)
@@ -170,19 +188,22 @@ def encode_image(pixels: np.ndarray, fmt: str, quality: int = 95) -> bytes:
             f"a result with {channels} channels cannot be written as {fmt.upper()}: images hold 1, 3 or 4 "
             "channels; write a .npy file instead"
         )
+    bgr = pixels
     if channels == 3:
-        pixels = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)
+        bgr = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)
     elif channels == 4:
-        pixels = cv2.cvtColor(pixels, cv2.COLOR_RGBA2BGRA)
+        bgr = cv2.cvtColor(pixels, cv2.COLOR_RGBA2BGRA)
     params = []
     if fmt == "jpeg":
         params = [cv2.IMWRITE_JPEG_QUALITY, quality]
     elif fmt == "webp":
         params = [cv2.IMWRITE_WEBP_QUALITY, quality]
-    ok, encoded = cv2.imencode("." + ("jpg" if fmt == "jpeg" else fmt), pixels, params)
+    elif fmt == "png" and compression is not None:
+        params = [cv2.IMWRITE_PNG_COMPRESSION, compression]
+    ok, encoded = cv2.imencode("." + ("jpg" if fmt == "jpeg" else fmt), bgr, params)
     if not ok:
         raise ImageError(f"could not encode the result as {fmt.upper()}")
-    return encoded.tobytes()
+    return add_metadata(encoded.tobytes(), fmt, pixels, metadata or Metadata())
 
 
 def write_atomic(path: str | Path, data: bytes) -> None:

@@ -7,13 +7,22 @@ so that a batch of files, or any other executor, can run it as it is.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from .engine import Convolution
-from .imageio import Image, decode_image, encode_image, pixel_dtype, read_image, to_pixels, write_atomic
+from .imageio import (
+    Image,
+    decode_image,
+    encode_image,
+    pixel_dtype,
+    read_image,
+    stream_format,
+    to_pixels,
+    write_atomic,
+)
 from .kernel import Kernel, Layer
 
 
@@ -27,19 +36,23 @@ class Result:
     in_size: tuple[int, int]  # (width, height)
     out_size: tuple[int, int]
     seconds: float
+    notes: tuple[str, ...] = ()  # things the user should know, such as a 16-bit result written as 8 bits
 
 
-def split_alpha(pixels: np.ndarray, alpha: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """Set the alpha channel of a gray+alpha or RGBA image aside when ``alpha`` is ``keep``."""
-    if alpha == "keep" and pixels.shape[2] in (2, 4):
+def split_alpha(pixels: np.ndarray, alpha: str, has_alpha: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """Set the alpha channel of a gray+alpha or RGBA image aside when ``alpha`` is ``keep``
+    (a raw ``.npy`` array has channels, not alpha: ``has_alpha`` False)."""
+    if alpha == "keep" and has_alpha and pixels.shape[2] in (2, 4):
         return pixels[:, :, :-1], pixels[:, :, -1:]
     return pixels, None
 
 
-def filter_pixels(pixels: np.ndarray, kernel: Kernel, fmt: str = "png") -> tuple[np.ndarray, Layer]:
+def filter_pixels(
+    pixels: np.ndarray, kernel: Kernel, fmt: str = "png", has_alpha: bool = True
+) -> tuple[np.ndarray, Layer]:
     """Filter ``(H, W, C)`` pixels with ``kernel`` and return the output pixels for format ``fmt``
     (float32 and unclipped for ``npy``) together with the resolved layer."""
-    color, alpha = split_alpha(pixels, kernel.alpha)
+    color, alpha = split_alpha(pixels, kernel.alpha, has_alpha)
     layer = kernel.layer(color.shape[2])
     if layer.repeat_gray:
         color = np.broadcast_to(color, (*color.shape[:2], 3))
@@ -114,34 +127,50 @@ def _attach_alpha(out: np.ndarray, alpha: np.ndarray, conv: Convolution, dtype: 
     return np.concatenate([out, kept], axis=2)
 
 
-def filter_image(image: Image, kernel: Kernel, fmt: str, quality: int = 95) -> tuple[bytes, Layer, np.ndarray]:
-    """Filter a decoded image and encode the result as ``fmt``; return the bytes, the layer and
-    the output pixels."""
-    out, layer = filter_pixels(image.pixels, kernel, fmt)
-    return encode_image(out, fmt, quality), layer, out
+@dataclass(frozen=True)
+class Encoding:
+    """How the output is encoded: its format, JPEG/WebP quality and PNG compression level."""
+
+    format: str
+    quality: int = 95
+    compression: int | None = None  # PNG, 0-9; None: OpenCV's default
 
 
-def filter_file(input_path: str | Path, output_path: str | Path, kernel: Kernel, fmt: str, quality: int = 95) -> Result:
-    """Read ``input_path``, filter it and write ``output_path`` atomically as ``fmt``."""
+def filter_image(image: Image, kernel: Kernel, encoding: Encoding) -> tuple[bytes, Layer, np.ndarray]:
+    """Filter a decoded image and encode the result with the image's metadata; return the
+    bytes, the layer and the output pixels."""
+    fmt = encoding.format
+    out, layer = filter_pixels(image.pixels, kernel, fmt, has_alpha=image.format != "npy")
+    data = encode_image(out, fmt, encoding.quality, image.metadata, encoding.compression)
+    return data, layer, out
+
+
+def filter_file(input_path: str | Path, output_path: str | Path, kernel: Kernel, encoding: Encoding) -> Result:
+    """Read ``input_path``, filter it and write ``output_path`` atomically."""
     start = time.perf_counter()
     image = read_image(input_path)
-    data, layer, out = filter_image(image, kernel, fmt, quality)
+    data, layer, out = filter_image(image, kernel, encoding)
     write_atomic(output_path, data)
     return _result(image, out, layer, str(input_path), str(output_path), start)
 
 
-def filter_bytes(
-    data: bytes, name: str, kernel: Kernel, fmt: str | None, quality: int = 95, output: str = "-"
-) -> tuple[bytes, Result]:
-    """Filter image bytes (a stream) and return the encoded result; ``fmt`` ``None`` keeps the
-    input's format, ``output`` is where the caller will put the bytes (for the report)."""
+def filter_bytes(data: bytes, name: str, kernel: Kernel, encoding: Encoding, output: str = "-") -> tuple[bytes, Result]:
+    """Filter image bytes (a stream) and return the encoded result; an encoding whose format is
+    ``None`` keeps the input's, ``output`` is where the caller will put the bytes (for the report)."""
     start = time.perf_counter()
     image = decode_image(data, name)
-    fmt = fmt or image.format
-    encoded, layer, out = filter_image(image, kernel, fmt, quality)
+    if encoding.format is None:
+        encoding = replace(encoding, format=stream_format(image.format))
+    encoded, layer, out = filter_image(image, kernel, encoding)
     return encoded, _result(image, out, layer, name, output, start)
 
 
 def _result(image: Image, out: np.ndarray, layer: Layer, name: str, output: str, start: float) -> Result:
     height, width = image.pixels.shape[:2]
-    return Result(name, output, layer, (width, height), (out.shape[1], out.shape[0]), time.perf_counter() - start)
+    notes = []
+    if image.pixels.dtype == np.uint16 and out.dtype == np.uint8:
+        notes.append(f"{name} is 16-bit and {output} holds 8 bits per channel: the result is written as 8-bit")
+    if image.frames > 1:
+        notes.append(f"{name} has {image.frames} frames: only the first is filtered")
+    size = (out.shape[1], out.shape[0])
+    return Result(name, output, layer, (width, height), size, time.perf_counter() - start, tuple(notes))

@@ -1,0 +1,197 @@
+"""What an image carries besides pixels, read with Pillow and written back into the encoded
+output: EXIF orientation (applied on reading, never written again), the ICC colour profile,
+the rest of EXIF, and the resolution (DPI).
+
+OpenCV encodes the pixels; the metadata is then spliced into the JPEG, PNG or WebP bytes as the
+formats define it (APP1/APP2 segments, iCCP/eXIf/pHYs chunks, VP8X with ICCP/EXIF chunks), so the
+pixels are never encoded twice. 8-bit TIFFs are written by Pillow with the metadata; 16-bit TIFFs,
+which Pillow cannot write in colour, keep their pixels and lose the metadata.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+ORIENTATION = 0x0112
+
+
+@dataclass(frozen=True)
+class Metadata:
+    """The metadata worth keeping: ``exif`` is TIFF-structured EXIF without the orientation."""
+
+    orientation: int = 1
+    icc: bytes | None = None
+    exif: bytes | None = None
+    dpi: tuple[float, float] | None = None
+
+
+def might_have_metadata(data: bytes, fmt: str) -> bool:
+    """A quick look at the header for anything worth reading, so that plain files (most JPEGs
+    straight from OpenCV or a converter) are not opened a second time."""
+    if fmt == "jpeg":
+        head = data[: max(0, data.find(b"\xff\xda")) or 65536]
+        jfif_units = head[13] if head[6:11] == b"JFIF\0" and len(head) > 13 else 0
+        return b"Exif\0\0" in head or b"ICC_PROFILE\0" in head or jfif_units != 0
+    if fmt == "png":
+        head = data[: max(0, data.find(b"IDAT")) or 65536]
+        return any(kind in head for kind in (b"iCCP", b"eXIf", b"pHYs"))
+    if fmt == "webp":
+        return data[12:16] == b"VP8X"
+    return fmt == "tiff"
+
+
+def read_metadata(data: bytes) -> Metadata:
+    """The metadata of encoded image bytes; an image Pillow cannot open has none."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            exif = image.getexif()
+            orientation = int(exif.get(ORIENTATION, 1))
+            if ORIENTATION in exif:
+                del exif[ORIENTATION]
+            raw = exif.tobytes()[6:] if len(exif) else None  # without the "Exif\0\0" header
+            dpi = image.info.get("dpi")
+            return Metadata(
+                orientation=orientation if 1 <= orientation <= 8 else 1,
+                icc=image.info.get("icc_profile") or None,
+                exif=raw,
+                dpi=(float(dpi[0]), float(dpi[1])) if dpi else None,
+            )
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, struct.error):
+        return Metadata()
+
+
+def apply_orientation(pixels: np.ndarray, orientation: int) -> np.ndarray:
+    """Turn pixels stored with EXIF ``orientation`` upright (as Pillow's ``exif_transpose``)."""
+    transforms = {
+        2: lambda a: a[:, ::-1],
+        3: lambda a: a[::-1, ::-1],
+        4: lambda a: a[::-1],
+        5: lambda a: a.transpose(1, 0, 2),
+        6: lambda a: np.rot90(a, -1),
+        7: lambda a: np.rot90(a, 2).transpose(1, 0, 2),
+        8: lambda a: np.rot90(a, 1),
+    }
+    transform = transforms.get(orientation)
+    return pixels if transform is None else np.ascontiguousarray(transform(pixels))
+
+
+def _jpeg_segment(marker: int, payload: bytes) -> bytes:
+    return struct.pack(">BBH", 0xFF, marker, len(payload) + 2) + payload
+
+
+def _png_chunk(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+
+def _riff_chunk(kind: bytes, payload: bytes) -> bytes:
+    return kind + struct.pack("<I", len(payload)) + payload + (b"\0" if len(payload) % 2 else b"")
+
+
+def add_to_jpeg(data: bytes, meta: Metadata) -> bytes:
+    """Splice EXIF (APP1), the ICC profile (APP2, in 64 KiB pieces) and the DPI (JFIF APP0) into
+    a JPEG right after its start."""
+    assert data[:2] == b"\xff\xd8"
+    rest = data[2:]
+    if meta.dpi and rest[:2] == b"\xff\xe0" and rest[4:9] == b"JFIF\0":
+        x, y = (max(1, min(65535, round(v))) for v in meta.dpi)
+        rest = rest[:11] + struct.pack(">BHH", 1, x, y) + rest[16:]
+    if rest[:2] == b"\xff\xe0":  # keep APP0 first, as JFIF wants
+        length = struct.unpack(">H", rest[2:4])[0]
+        head, rest = rest[: 2 + length], rest[2 + length :]
+    else:
+        head = b""
+    segments = b""
+    if meta.exif:
+        segments += _jpeg_segment(0xE1, b"Exif\0\0" + meta.exif)
+    if meta.icc:
+        pieces = [meta.icc[i : i + 65519] for i in range(0, len(meta.icc), 65519)]
+        for index, piece in enumerate(pieces, 1):
+            segments += _jpeg_segment(0xE2, b"ICC_PROFILE\0" + bytes([index, len(pieces)]) + piece)
+    return b"\xff\xd8" + head + segments + rest
+
+
+def add_to_png(data: bytes, meta: Metadata) -> bytes:
+    """Insert iCCP, eXIf and pHYs chunks right after the PNG's IHDR."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    ihdr_end = 8 + 8 + struct.unpack(">I", data[8:12])[0] + 4
+    chunks = b""
+    if meta.icc:
+        chunks += _png_chunk(b"iCCP", b"ICC profile\0\0" + zlib.compress(meta.icc))
+    if meta.exif:
+        chunks += _png_chunk(b"eXIf", meta.exif)
+    if meta.dpi:
+        x, y = (round(v / 0.0254) for v in meta.dpi)  # pixels per metre
+        chunks += _png_chunk(b"pHYs", struct.pack(">IIB", x, y, 1))
+    return data[:ihdr_end] + chunks + data[ihdr_end:]
+
+
+def add_to_webp(data: bytes, meta: Metadata, width: int, height: int, alpha: bool) -> bytes:
+    """Wrap a simple WebP in the extended (VP8X) form with ICCP and EXIF chunks."""
+    assert data[:4] == b"RIFF" and data[8:12] == b"WEBP"
+    body = data[12:]
+    if body[:4] == b"VP8X":  # already extended: leave it as the encoder made it
+        return data
+    if not (meta.icc or meta.exif):
+        return data
+    flags = (0x20 if meta.icc else 0) | (0x10 if alpha else 0) | (0x08 if meta.exif else 0)
+    vp8x = struct.pack("<I", flags) + (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little")
+    chunks = _riff_chunk(b"VP8X", vp8x)
+    if meta.icc:
+        chunks += _riff_chunk(b"ICCP", meta.icc)
+    chunks += body
+    if meta.exif:
+        chunks += _riff_chunk(b"EXIF", meta.exif)
+    return b"RIFF" + struct.pack("<I", 4 + len(chunks)) + b"WEBP" + chunks
+
+
+def encode_tiff(pixels: np.ndarray, meta: Metadata) -> bytes | None:
+    """An 8-bit TIFF written by Pillow with the metadata, or None where Pillow cannot write it."""
+    from PIL import Image
+
+    if pixels.dtype != np.uint8 or pixels.shape[2] not in (1, 3, 4):
+        return None
+    mode = {1: "L", 3: "RGB", 4: "RGBA"}[pixels.shape[2]]
+    image = Image.fromarray(pixels[..., 0] if mode == "L" else pixels, mode)
+    options = {"compression": "tiff_deflate"}
+    if meta.icc:
+        options["icc_profile"] = meta.icc
+    if meta.exif:
+        options["exif"] = b"Exif\0\0" + meta.exif
+    if meta.dpi:
+        options["dpi"] = meta.dpi
+    buffer = io.BytesIO()
+    image.save(buffer, "TIFF", **options)
+    return buffer.getvalue()
+
+
+def add_metadata(data: bytes, fmt: str, pixels: np.ndarray, meta: Metadata) -> bytes:
+    """Put ``meta`` into the encoded ``data`` of ``pixels`` in format ``fmt``, where it fits."""
+    if meta == Metadata():
+        return data
+    if fmt == "jpeg":
+        return add_to_jpeg(data, meta)
+    if fmt == "png":
+        return add_to_png(data, meta)
+    if fmt == "webp":
+        return add_to_webp(data, meta, pixels.shape[1], pixels.shape[0], pixels.shape[2] == 4)
+    if fmt == "tiff":
+        return encode_tiff(pixels, meta) or data
+    return data
+
+
+def count_frames(data: bytes) -> int:
+    """How many frames or pages an image file holds (1 where Pillow cannot tell)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return int(getattr(image, "n_frames", 1))
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, struct.error):
+        return 1
