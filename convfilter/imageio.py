@@ -123,8 +123,8 @@ def decode_image(data: bytes, name: str) -> Image:
 
 def pixel_dtype(input_dtype: np.dtype, fmt: str) -> np.dtype:
     """The dtype an output in format ``fmt`` is written with, for an input of ``input_dtype``."""
-    if fmt == "npy":
-        return np.dtype(np.float32)
+    if fmt == "npy" or (fmt == "tiff" and np.dtype(input_dtype).kind == "f"):
+        return np.dtype(np.float32)  # raw or float images stay float: never clipped
     if input_dtype == np.uint16 and fmt in ("png", "tiff"):
         return np.dtype(np.uint16)
     return np.dtype(np.uint8)

@@ -210,3 +210,12 @@ def test_metadata_splicing_keeps_files_decodable(tmp_path):
     data = encode_image(pixels, "jpeg", 90, Metadata(icc=profile))
     assert Image.open(io.BytesIO(data)).info["icc_profile"] == profile
     assert cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED).shape == (300, 451, 3)
+
+
+def test_float_tiff_stays_float_and_unclipped(tmp_path, rng):
+    pixels = (rng.standard_normal((12, 10, 3)) * 500).astype(np.float32)
+    cv2.imwrite(str(tmp_path / "in.tif"), pixels[..., ::-1])
+    assert run("identity", tmp_path / "in.tif", "-o", tmp_path / "out.tif", "-q").exit_code == 0
+    out = cv2.imread(str(tmp_path / "out.tif"), cv2.IMREAD_UNCHANGED)[..., ::-1]
+    assert out.dtype == np.float32 and out.min() < 0 and out.max() > 255
+    np.testing.assert_array_equal(out, pixels)
