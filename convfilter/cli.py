@@ -10,6 +10,7 @@ import json
 import os
 import re
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -146,11 +147,15 @@ def _params(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--format", "fmt", help="Output format for standard output (png, jpg, webp, bmp, tiff, npy).")
 @click.option("--quality", type=click.IntRange(0, 100), default=95, show_default=True, help="JPEG/WebP quality.")
 @click.option("--compression", type=click.IntRange(0, 9), help="PNG compression level (default OpenCV's, 1).")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), help="Worker processes for several inputs [all cores].")
+@click.option("-r", "--recursive", is_flag=True, help="Descend into sub-folders; the output mirrors the tree.")
+@click.option("--skip-existing", is_flag=True, help="In a batch, leave outputs that already exist.")
+@click.option("--fail-fast", is_flag=True, help="In a batch, stop at the first file that fails.")
 @click.option("--json", "as_json", is_flag=True, help="The report as one JSON object per image.")
 @click.option("-q", "--quiet", is_flag=True, help="No report.")
 def filter_command(
     kernel_ref, inputs, output, groups, depthwise, dense, params, padding, stride, dilation, flip, range_policy,
-    alpha, fmt, quality, compression, as_json, quiet,
+    alpha, fmt, quality, compression, jobs, recursive, skip_existing, fail_fast, as_json, quiet,
 ):  # fmt: skip
     """Filter INPUT with KERNEL: a built-in name (see 'convfilter list'), or a .yaml or .npy file.
 
@@ -177,8 +182,9 @@ def filter_command(
         if sys.stdin.isatty():
             raise UsageError("no input: give an image file, or - to read standard input")
         inputs = ("-",)
-    if len(inputs) > 1:
-        raise UsageError("give one INPUT image (or - for standard input)")
+    if len(inputs) > 1 or Path(inputs[0]).is_dir():
+        return _batch(kernel, inputs, output, fmt, quality, compression, jobs, recursive, skip_existing,
+                      fail_fast, as_json, quiet)  # fmt: skip
     source = inputs[0]
     out_path = "-"
     if output is None:
@@ -217,6 +223,76 @@ def filter_command(
         # the report goes to stderr, except a JSON report when stdout is free for it
         _report(result, as_json, err=output == "-" or not as_json)
     return 0
+
+
+def _batch(kernel, inputs, output, fmt, quality, compression, jobs, recursive, skip_existing, fail_fast, as_json,
+           quiet) -> int:  # fmt: skip
+    """Several inputs, or a folder, into the folder OUTPUT: one line per failure, a summary last."""
+    from . import batch
+    from .imageio import FORMATS
+    from .pipeline import Encoding
+
+    if "-" in inputs:
+        raise UsageError("standard input (-) cannot be one of several inputs")
+    if output is None or output == "-":
+        raise UsageError("several inputs, or a folder, need -o FOLDER for the outputs")
+    outdir = Path(output)
+    if (outdir.exists() and not outdir.is_dir()) or (not outdir.exists() and outdir.suffix.lower() in _SUFFIXES):
+        raise UsageError(f"several inputs, or a folder, need -o FOLDER; {outdir} names a file")
+    ext = fmt.lower().lstrip(".") if fmt else None
+    if ext is not None and ext not in FORMATS:
+        raise UsageError(f"option --format: unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+    planned = batch.plan(inputs, outdir, recursive, ext, skip_existing)
+    outdir.mkdir(parents=True, exist_ok=True)
+    counts = {"written": 0, "failed": 0, "skipped": 0}
+    start = time.perf_counter()
+    show_bar = not as_json and not quiet and sys.stderr.isatty() and planned.jobs
+    bar = (
+        click.progressbar(
+            length=len(planned.jobs),
+            label="filtering",
+            file=sys.stderr,
+            show_pos=True,
+            show_eta=True,
+            item_show_func=lambda _: _rate(counts, start),
+        )
+        if show_bar
+        else None
+    )
+
+    def record(result: batch.FileResult) -> bool:
+        counts[result.status] += 1
+        if as_json:
+            click.echo(json.dumps(result.to_json()))
+        if result.status == "failed":
+            reason = result.error if result.input in (result.error or "") else f"{result.input}: {result.error}"
+            click.echo(f"convfilter: error: {' '.join(reason.split())}", err=True)
+        if bar is not None and result.status != "skipped":
+            bar.update(1, result)
+        return not (fail_fast and result.status == "failed")
+
+    for skipped in planned.skipped:
+        record(skipped)
+    if bar is not None:
+        bar.__enter__()
+    try:
+        batch.run(planned.jobs, kernel, Encoding("png", quality, compression),
+                  jobs or batch.default_workers(), record)  # fmt: skip
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+        if not quiet or counts["failed"]:
+            summary = f"{counts['written']} written, {counts['failed']} failed, {counts['skipped']} skipped"
+            click.echo(f"{summary} in {time.perf_counter() - start:.1f} s", err=True)
+    return 1 if counts["failed"] else 0
+
+
+_SUFFIXES = tuple(f".{ext}" for ext in ("png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff", "npy"))
+
+
+def _rate(counts: dict, start: float) -> str:
+    done = counts["written"] + counts["failed"]
+    return f"{done / max(time.perf_counter() - start, 1e-9):.1f} files/s"
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -148,7 +148,7 @@ def test_every_command_has_help():
     [
         (["nosuch", CAT, "-o", "{tmp}/x.png"], 2, "unknown kernel 'nosuch'"),
         (["edge", "{tmp}/missing.png", "-o", "{tmp}/x.png"], 1, "input {tmp}/missing.png: no such file"),
-        (["edge", "{tmp}", "-o", "{tmp}/x.png"], 1, "is a directory, not an image file"),
+        (["edge", "{tmp}", "-o", "{tmp}/x.png"], 2, "several inputs, or a folder, need -o FOLDER; {tmp}/x.png names"),
         (["edge", CAT, "-o", "{tmp}/x.gif"], 2, "unknown extension .gif"),
         (["gaussian", "-p", "sigma", CAT, "-o", "{tmp}/x.png"], 2, "option -p: expected NAME=VALUE, got 'sigma'"),
         (
@@ -168,7 +168,7 @@ def test_every_command_has_help():
         (["{tmp}/bad.yaml", CAT, "-o", "{tmp}/x.png"], 2, "bad.yaml: 'weights' row 2 has 1 numbers, row 1 has 2"),
         (["edge", "{tmp}/fake.jpg", "-o", "{tmp}/x.png"], 1, "fake.jpg: not an image that can be decoded"),
         (["edge", "{tmp}/empty.png", "-o", "{tmp}/x.png"], 1, "empty.png: is empty, no image data"),
-        (["edge", CAT, "{tmp}/fake.jpg", "-o", "{tmp}/x.png"], 2, "give one INPUT image"),
+        (["edge", CAT, "{tmp}/fake.jpg", "-o", "{tmp}/x.png"], 2, "need -o FOLDER; {tmp}/x.png names a file"),
     ],
 )
 def test_bad_input_gets_one_line_and_its_exit_status(tmp_path, args, code, message):

@@ -23,6 +23,9 @@ from .spatial import Direct, RowMatmul, Scratch
 # Bytes of float32 input a strip aims for: measured best on 12 MP with 2 threads, large enough
 # that the Python work per strip and the hand-offs between threads stay small.
 STRIP_BYTES = 1 << 21
+# Threads a convolution uses when the caller does not say; None: all cores. A batch's worker
+# processes set 1, as the processes already use every core.
+DEFAULT_THREADS: int | None = None
 # An FFT strip is taller: its cost per row falls as the kernel's halo becomes a smaller share.
 FFT_STRIP_ROWS = 256
 
@@ -171,7 +174,7 @@ class Convolution:
 
     def _parallel(self, work: Callable[[int, int, Scratch], None], threads: int | None) -> None:
         starts = self._starts(None)
-        threads = min(threads or os.cpu_count() or 1, len(starts))
+        threads = min(threads or DEFAULT_THREADS or os.cpu_count() or 1, len(starts))
         if self._uses_fft:
             self._check_fft()
         if threads <= 1:
