@@ -249,6 +249,63 @@ def command_table(photo: Path, folder: Path, repeat: int) -> list[str]:
     return lines
 
 
+def batch_photos(folder: Path, count: int, width: int, height: int) -> Path:
+    """``count`` different JPEG photos of ``width``×``height``, made the same way every time from
+    the samples (crops at shifting offsets, resized)."""
+    sources = [cv2.imread(str(ROOT / "samples" / name)) for name in ("astronaut.png", "coffee.png", "cat.jpeg")]
+    photos = folder / "photos"
+    photos.mkdir()
+    for i in range(count):
+        source = sources[i % len(sources)]
+        h, w = source.shape[:2]
+        dy, dx = (i * 7) % (h // 4), (i * 11) % (w // 4)
+        crop = source[dy : dy + 3 * h // 4, dx : dx + 3 * w // 4]
+        photo = cv2.resize(crop, (width, height), interpolation=cv2.INTER_CUBIC)
+        cv2.imwrite(str(photos / f"photo-{i:03}.jpg"), photo, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    return photos
+
+
+def batch_table(folder: Path, count: int, width: int, height: int, repeat: int) -> list[str]:
+    """A folder of JPEG photos through the 3×3 edge kernel: convfilter's batch against ImageMagick's
+    mogrify and vips in xargs -P (as many processes as cores), where installed."""
+    photos = batch_photos(folder, count, width, height)
+    mask = folder / "edge.mat"
+    mask.write_text("3 3 3 0\n-1 -1 -1\n-1 8 -1\n-1 -1 -1\n")
+    cores = str(os.cpu_count() or 1)
+    convfilter = Path(sys.executable).parent / "convfilter"
+    commands = [
+        ("convfilter edge DIR -o OUT", [str(convfilter), "edge", str(photos), "-o", str(folder / "ours"), "-q"])
+    ]
+    mogrify = shutil.which("mogrify-im6.q16") or shutil.which("mogrify")
+    vips = shutil.which("vips")
+    missing = []
+    if mogrify:
+        (folder / "mogrify").mkdir()
+        morphology = "-define convolve:scale=0.3333 -morphology Convolve '3x3: -1,-1,-1 -1,8,-1 -1,-1,-1'"
+        script = f"'{mogrify}' -path '{folder / 'mogrify'}' {morphology} '{photos}'/*.jpg"
+        commands.append(("mogrify -path OUT -morphology Convolve …", ["sh", "-c", script]))
+    else:
+        missing.append("ImageMagick's mogrify (Debian: imagemagick)")
+    if vips:
+        (folder / "vips").mkdir()
+        script = (
+            f"cd '{photos}' && ls *.jpg | xargs -P {cores} -I{{}} '{vips}' conv {{}} '{folder / 'vips'}/{{}}' '{mask}'"
+        )
+        commands.append((f"vips conv in xargs -P{cores}", ["sh", "-c", script]))
+    else:
+        missing.append("libvips (Debian: libvips-tools)")
+    results = [(name, run_command(argv, repeat)[0]) for name, argv in commands]
+    ours = results[0][1]
+    lines = [
+        f"| command ({count} photos, {width}×{height} JPEG) | wall s | files/s | convfilter / it |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {name} | {seconds:.2f} | {count / seconds:.0f} | {ours / seconds:.2f} |" for name, seconds in results]
+    if missing:
+        lines += ["", "Not installed, so not compared: " + ", ".join(missing) + "."]
+    return lines
+
+
 def machine() -> str:
     """One line on the machine and the library versions the numbers come from."""
     cpu = platform.processor() or platform.machine()
@@ -271,6 +328,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", default="4000x3000", help="test photo size WIDTHxHEIGHT (default 12 MP)")
     parser.add_argument("--repeat", type=int, default=7, help="timed runs per measurement (median)")
+    parser.add_argument("--batch", default="100x1024x768", help="batch photos COUNTxWIDTHxHEIGHT")
     args = parser.parse_args(argv)
     width, height = (int(v) for v in args.size.lower().split("x"))
     with tempfile.TemporaryDirectory() as tmp:
@@ -281,6 +339,9 @@ def main(argv: list[str] | None = None) -> None:
         print("\n".join(engine_table(x, args.repeat)))
         print(f"\nWhole command, {width}×{height} JPEG in and out, 3×3 edge:\n")
         print("\n".join(command_table(photo, folder, args.repeat)))
+        count, batch_width, batch_height = (int(v) for v in args.batch.lower().split("x"))
+        print("\nA folder of photos, 3×3 edge, medians of 3 runs:\n")
+        print("\n".join(batch_table(folder, count, batch_width, batch_height, min(args.repeat, 3))))
 
 
 if __name__ == "__main__":

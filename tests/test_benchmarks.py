@@ -10,7 +10,7 @@ from conftest import ROOT
 
 def test_suite_runs_on_a_tiny_photo():
     done = subprocess.run(
-        [sys.executable, ROOT / "benchmarks" / "run.py", "--size", "96x64", "--repeat", "1"],
+        [sys.executable, ROOT / "benchmarks" / "run.py", "--size", "96x64", "--repeat", "1", "--batch", "4x64x48"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -21,6 +21,7 @@ def test_suite_runs_on_a_tiny_photo():
     for case in ("depthwise 3×3 (sharpen)", "dense 3→3 3×3 (edge)", "depthwise 31×31 random"):
         assert f"| {case} |" in out
     assert "| convfilter edge |" in out
+    assert "| convfilter edge DIR -o OUT |" in out and "(4 photos, 64×48 JPEG)" in out
     # every engine row names a relative difference from OpenCV, and it is float32 rounding
     rows = [line for line in out.splitlines() if line.startswith("| depthwise") or line.startswith("| dense")]
     assert len(rows) == 6
