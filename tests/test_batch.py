@@ -174,3 +174,32 @@ def test_interrupt_keeps_finished_outputs_and_no_partial_file(tmp_path, convfilt
     for name in names:
         assert Image.open(out / name).size == (512, 512)
         np.asarray(Image.open(out / name))  # decodes whole
+
+
+def test_progress_bar_only_on_a_terminal(tmp_path, convfilter_command):
+    import pty
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(4):
+        shutil.copy(SAMPLES / "camera.png", src / f"{i}.png")
+    leader, follower = pty.openpty()
+    process = subprocess.Popen([convfilter_command, "box", src, "-o", tmp_path / "out"], stderr=follower)
+    os.close(follower)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    process.wait(timeout=60)
+    os.close(leader)
+    text = seen.decode(errors="replace")
+    assert process.returncode == 0
+    assert "filtering" in text and "4/4" in text and "files/s" in text
+    assert SUMMARY.match(text.strip().splitlines()[-1].strip())
+    piped = subprocess.run([convfilter_command, "box", src, "-o", tmp_path / "out2"], capture_output=True, text=True)
+    assert "filtering" not in piped.stderr and SUMMARY.match(piped.stderr.strip())
