@@ -1,7 +1,7 @@
 """Many inputs to many outputs: planning the names, running the files on worker processes,
 and the record of each file.
 
-``process`` is the work for one file: a plain function of (job, kernel, encoding) that returns a
+``process`` is the work for one file: a plain function of (job, kernel, options) that returns a
 ``FileResult`` and raises nothing a worker would lose, so that any executor can run it.
 """
 
@@ -11,13 +11,13 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from .errors import ConvFilterError, UsageError
 from .imageio import FORMATS
 from .kernel import Kernel
-from .pipeline import Encoding, filter_file
+from .pipeline import Options, filter_file
 
 # what OpenCV (and so convfilter) reads, by extension, lower case
 IMAGE_SUFFIXES = frozenset(
@@ -128,14 +128,14 @@ def _check(jobs: list[Job]) -> None:
             )
 
 
-def process(job: Job, kernel: Kernel, encoding: Encoding) -> FileResult:
+def process(job: Job, kernel: Kernel, options: Options) -> FileResult:
     """Filter one file into its output, creating the output's folder; never raises for a bad
     file: the failure is in the record."""
     start = time.perf_counter()
     try:
         job.output.parent.mkdir(parents=True, exist_ok=True)
         fmt = FORMATS[job.output.suffix.lower().lstrip(".")]
-        filter_file(job.input, job.output, kernel, Encoding(fmt, encoding.quality, encoding.compression))
+        filter_file(job.input, job.output, kernel, replace(options, format=fmt))
     except ConvFilterError as error:
         return FileResult(str(job.input), str(job.output), "failed", time.perf_counter() - start, str(error))
     except OSError as error:
@@ -150,32 +150,32 @@ def process(job: Job, kernel: Kernel, encoding: Encoding) -> FileResult:
 _worker: dict = {}
 
 
-def _start_worker(kernel: Kernel, encoding: Encoding) -> None:
+def _start_worker(kernel: Kernel, options: Options) -> None:
     """In each worker process: keep the resolved kernel, and convolve on one thread, since the
     processes already use every core."""
     from .engine import core
 
-    _worker["kernel"], _worker["encoding"] = kernel, encoding
+    _worker["kernel"], _worker["options"] = kernel, options
     core.DEFAULT_THREADS = 1
 
 
 def _process_in_worker(job: Job) -> FileResult:
-    return process(job, _worker["kernel"], _worker["encoding"])
+    return process(job, _worker["kernel"], _worker["options"])
 
 
-def run(jobs: list[Job], kernel: Kernel, encoding: Encoding, workers: int,
+def run(jobs: list[Job], kernel: Kernel, options: Options, workers: int,
         on_result: Callable[[FileResult], bool]) -> None:  # fmt: skip
     """Run ``jobs`` on ``workers`` processes (in this one for 1), calling ``on_result`` in this
     process as each finishes; it returns False to stop (``--fail-fast``). At most two jobs per
     worker are in flight, so memory does not grow with the number of files."""
     if workers <= 1 or len(jobs) <= 1:
         for job in jobs:
-            if not on_result(process(job, kernel, encoding)):
+            if not on_result(process(job, kernel, options)):
                 return
         return
     pending = iter(jobs)
     running: set[Future] = set()
-    with ProcessPoolExecutor(workers, initializer=_start_worker, initargs=(kernel, encoding)) as pool:
+    with ProcessPoolExecutor(workers, initializer=_start_worker, initargs=(kernel, options)) as pool:
         try:
             while True:
                 for job in pending:

@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 from . import __version__
+from .checks import DEFAULT_MAX_PIXELS, Limits
 from .errors import ConvFilterError, UsageError
 
 EXIT_INTERRUPTED = 130
@@ -147,6 +148,14 @@ def _params(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("--format", "fmt", help="Output format for standard output (png, jpg, webp, bmp, tiff, npy).")
 @click.option("--quality", type=click.IntRange(0, 100), default=95, show_default=True, help="JPEG/WebP quality.")
 @click.option("--compression", type=click.IntRange(0, 9), help="PNG compression level (default OpenCV's, 1).")
+@click.option(
+    "--max-pixels",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_PIXELS,
+    show_default=True,
+    help="Refuse inputs whose header claims more pixels (decompression bombs).",
+)
+@click.option("--allow-truncated", is_flag=True, help="Decode what there is of a cut-off JPEG, PNG or WebP.")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), help="Worker processes for several inputs [all cores].")
 @click.option("-r", "--recursive", is_flag=True, help="Descend into sub-folders; the output mirrors the tree.")
 @click.option("--skip-existing", is_flag=True, help="In a batch, leave outputs that already exist.")
@@ -155,7 +164,8 @@ def _params(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("-q", "--quiet", is_flag=True, help="No report.")
 def filter_command(
     kernel_ref, inputs, output, groups, depthwise, dense, params, padding, stride, dilation, flip, range_policy,
-    alpha, fmt, quality, compression, jobs, recursive, skip_existing, fail_fast, as_json, quiet,
+    alpha, fmt, quality, compression, max_pixels, allow_truncated, jobs, recursive, skip_existing, fail_fast,
+    as_json, quiet,
 ):  # fmt: skip
     """Filter INPUT with KERNEL: a built-in name (see 'convfilter list'), or a .yaml or .npy file.
 
@@ -163,7 +173,7 @@ def filter_command(
     """
     from . import library
     from .imageio import FORMATS, output_format, read_bytes, write_atomic
-    from .pipeline import Encoding, filter_bytes, filter_file
+    from .pipeline import Options, filter_bytes, filter_file
 
     kernel = library.load_kernel(kernel_ref, _params(params)).with_options(
         mix=_mix(groups, depthwise, dense),
@@ -182,9 +192,10 @@ def filter_command(
         if sys.stdin.isatty():
             raise UsageError("no input: give an image file, or - to read standard input")
         inputs = ("-",)
+    limits = Limits(max_pixels, allow_truncated)
     if len(inputs) > 1 or Path(inputs[0]).is_dir():
-        return _batch(kernel, inputs, output, fmt, quality, compression, jobs, recursive, skip_existing,
-                      fail_fast, as_json, quiet)  # fmt: skip
+        options = Options("png", quality, compression, limits)
+        return _batch(kernel, inputs, output, fmt, options, jobs, recursive, skip_existing, fail_fast, as_json, quiet)
     source = inputs[0]
     out_path = "-"
     if output is None:
@@ -209,14 +220,14 @@ def filter_command(
     if source == "-" or output == "-":
         data = sys.stdin.buffer.read() if source == "-" else read_bytes(source)
         name = "<stdin>" if source == "-" else source
-        encoding = Encoding(stream_format if output == "-" else out_format, quality, compression)
-        encoded, result = filter_bytes(data, name, kernel, encoding, output=str(out_path))
+        options = Options(stream_format if output == "-" else out_format, quality, compression, limits)
+        encoded, result = filter_bytes(data, name, kernel, options, output=str(out_path))
         if output == "-":
             _write_stdout(encoded)
         else:
             write_atomic(out_path, encoded)
     else:
-        result = filter_file(source, out_path, kernel, Encoding(out_format, quality, compression))
+        result = filter_file(source, out_path, kernel, Options(out_format, quality, compression, limits))
     if not quiet:
         for note in result.notes:
             click.echo(f"convfilter: note: {note}", err=True)
@@ -225,12 +236,10 @@ def filter_command(
     return 0
 
 
-def _batch(kernel, inputs, output, fmt, quality, compression, jobs, recursive, skip_existing, fail_fast, as_json,
-           quiet) -> int:  # fmt: skip
+def _batch(kernel, inputs, output, fmt, options, jobs, recursive, skip_existing, fail_fast, as_json, quiet) -> int:
     """Several inputs, or a folder, into the folder OUTPUT: one line per failure, a summary last."""
     from . import batch
     from .imageio import FORMATS
-    from .pipeline import Encoding
 
     if "-" in inputs:
         raise UsageError("standard input (-) cannot be one of several inputs")
@@ -276,8 +285,7 @@ def _batch(kernel, inputs, output, fmt, quality, compression, jobs, recursive, s
     if bar is not None:
         bar.__enter__()
     try:
-        batch.run(planned.jobs, kernel, Encoding("png", quality, compression),
-                  jobs or batch.default_workers(), record)  # fmt: skip
+        batch.run(planned.jobs, kernel, options, jobs or batch.default_workers(), record)
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)

@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .checks import Limits, check_size, is_truncated, truncated_error
 from .errors import ImageError, UsageError
 from .metadata import Metadata, add_metadata, apply_orientation, count_frames, might_have_metadata, read_metadata
 
@@ -85,16 +86,39 @@ def read_bytes(path: str | Path) -> bytes:
         raise ImageError(f"input {path}: cannot read ({error.strerror})") from None
 
 
-def read_image(path: str | Path) -> Image:
+def read_image(path: str | Path, limits: Limits | None = None) -> Image:
     """Read and decode the image file at ``path``."""
-    return decode_image(read_bytes(path), str(path))
+    return decode_image(read_bytes(path), str(path), limits)
 
 
-def decode_image(data: bytes, name: str) -> Image:
-    """Decode image bytes; ``name`` is how errors refer to them."""
+@contextlib.contextmanager
+def quiet_native_stderr():
+    """Silence what the C codecs print on their own (libpng's and libjpeg's warnings), so that
+    an error stays the one line convfilter prints."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def decode_image(data: bytes, name: str, limits: Limits | None = None) -> Image:
+    """Decode image bytes; ``name`` is how errors refer to them. A cut-off file or one whose
+    header claims more pixels than ``limits`` allow is refused before decoding."""
     if not data:
         raise ImageError(f"input {name}: is empty, no image data")
+    limits = limits or Limits()
     fmt = detect_format(data)
+    if fmt is not None and fmt != "npy":
+        check_size(data, name, fmt, limits)
     if fmt == "npy":
         try:
             pixels = np.load(io.BytesIO(data), allow_pickle=False)
@@ -105,7 +129,14 @@ def decode_image(data: bytes, name: str) -> Image:
         if pixels.ndim != 3 or pixels.dtype.kind not in "biuf" or min(pixels.shape) < 1:
             raise ImageError(f"input {name}: a .npy image must be a non-empty (H, W, C) array of numbers")
         return Image(pixels, "npy")
-    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    with quiet_native_stderr():
+        pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    # OpenCV decodes some cut-off files (a JPEG's missing end turns grey) and not others
+    truncated = fmt is not None and is_truncated(data, fmt)
+    if truncated and not limits.allow_truncated:
+        raise truncated_error(name, fmt)
+    if pixels is None and truncated:
+        pixels = _decode_truncated(data)
     if pixels is None:
         raise ImageError(f"input {name}: not an image that can be decoded (PNG, JPEG, WebP, BMP, TIFF, …)")
     if pixels.ndim == 2:
@@ -119,6 +150,24 @@ def decode_image(data: bytes, name: str) -> Image:
     frames = count_frames(data) if fmt in ("gif", "tiff") else 1
     # IMREAD_UNCHANGED keeps the pixels as stored: turn them upright here, once
     return Image(apply_orientation(pixels, meta.orientation), fmt, meta, frames)
+
+
+def _decode_truncated(data: bytes) -> np.ndarray | None:
+    """What Pillow can make of a cut-off file, as OpenCV would hold it (B, G, R order), or None."""
+    from PIL import Image as PILImage
+    from PIL import ImageFile
+
+    previous = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = True
+    try:
+        with PILImage.open(io.BytesIO(data)) as image:
+            image.load()
+            pixels = np.asarray(image.convert("RGBA" if "A" in image.getbands() else "RGB"))
+    except (OSError, ValueError, SyntaxError):
+        return None
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = previous
+    return cv2.cvtColor(pixels, cv2.COLOR_RGBA2BGRA if pixels.shape[2] == 4 else cv2.COLOR_RGB2BGR)
 
 
 def pixel_dtype(input_dtype: np.dtype, fmt: str) -> np.dtype:
@@ -200,7 +249,8 @@ def encode_image(
         params = [cv2.IMWRITE_WEBP_QUALITY, quality]
     elif fmt == "png" and compression is not None:
         params = [cv2.IMWRITE_PNG_COMPRESSION, compression]
-    ok, encoded = cv2.imencode("." + ("jpg" if fmt == "jpeg" else fmt), bgr, params)
+    with quiet_native_stderr():
+        ok, encoded = cv2.imencode("." + ("jpg" if fmt == "jpeg" else fmt), bgr, params)
     if not ok:
         raise ImageError(f"could not encode the result as {fmt.upper()}")
     return add_metadata(encoded.tobytes(), fmt, pixels, metadata or Metadata())

@@ -7,11 +7,12 @@ so that a batch of files, or any other executor, can run it as it is.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
+from .checks import Limits
 from .engine import Convolution
 from .imageio import (
     Image,
@@ -128,40 +129,42 @@ def _attach_alpha(out: np.ndarray, alpha: np.ndarray, conv: Convolution, dtype: 
 
 
 @dataclass(frozen=True)
-class Encoding:
-    """How the output is encoded: its format, JPEG/WebP quality and PNG compression level."""
+class Options:
+    """How each file is read and written: the output format, JPEG/WebP quality, PNG compression
+    level, and the limits an input must keep to."""
 
     format: str
     quality: int = 95
     compression: int | None = None  # PNG, 0-9; None: OpenCV's default
+    limits: Limits = field(default_factory=Limits)
 
 
-def filter_image(image: Image, kernel: Kernel, encoding: Encoding) -> tuple[bytes, Layer, np.ndarray]:
+def filter_image(image: Image, kernel: Kernel, options: Options) -> tuple[bytes, Layer, np.ndarray]:
     """Filter a decoded image and encode the result with the image's metadata; return the
     bytes, the layer and the output pixels."""
-    fmt = encoding.format
+    fmt = options.format
     out, layer = filter_pixels(image.pixels, kernel, fmt, has_alpha=image.format != "npy")
-    data = encode_image(out, fmt, encoding.quality, image.metadata, encoding.compression)
+    data = encode_image(out, fmt, options.quality, image.metadata, options.compression)
     return data, layer, out
 
 
-def filter_file(input_path: str | Path, output_path: str | Path, kernel: Kernel, encoding: Encoding) -> Result:
+def filter_file(input_path: str | Path, output_path: str | Path, kernel: Kernel, options: Options) -> Result:
     """Read ``input_path``, filter it and write ``output_path`` atomically."""
     start = time.perf_counter()
-    image = read_image(input_path)
-    data, layer, out = filter_image(image, kernel, encoding)
+    image = read_image(input_path, options.limits)
+    data, layer, out = filter_image(image, kernel, options)
     write_atomic(output_path, data)
     return _result(image, out, layer, str(input_path), str(output_path), start)
 
 
-def filter_bytes(data: bytes, name: str, kernel: Kernel, encoding: Encoding, output: str = "-") -> tuple[bytes, Result]:
-    """Filter image bytes (a stream) and return the encoded result; an encoding whose format is
+def filter_bytes(data: bytes, name: str, kernel: Kernel, options: Options, output: str = "-") -> tuple[bytes, Result]:
+    """Filter image bytes (a stream) and return the encoded result; options whose format is
     ``None`` keeps the input's, ``output`` is where the caller will put the bytes (for the report)."""
     start = time.perf_counter()
-    image = decode_image(data, name)
-    if encoding.format is None:
-        encoding = replace(encoding, format=stream_format(image.format))
-    encoded, layer, out = filter_image(image, kernel, encoding)
+    image = decode_image(data, name, options.limits)
+    if options.format is None:
+        options = replace(options, format=stream_format(image.format))
+    encoded, layer, out = filter_image(image, kernel, options)
     return encoded, _result(image, out, layer, name, output, start)
 
 

@@ -34,7 +34,7 @@ def folder(tmp_path):
     shutil.copy(SAMPLES / "camera.png", root / "Camera.PNG")  # extensions are case-insensitive
     shutil.copy(SAMPLES / "logo.png", root / "sub" / "logo.png")
     shutil.copy(SAMPLES / "coffee.png", root / "sub" / "deeper" / "coffee.png")
-    (root / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (root / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg \xff\xd9")
     (root / "empty.png").write_bytes(b"")
     (root / "notes.txt").write_text("not an image")
     shutil.copy(SAMPLES / "cat.jpeg", root / ".hidden.jpeg")
