@@ -160,12 +160,13 @@ def _params(values: tuple[str, ...]) -> dict[str, str]:
 @click.option("-r", "--recursive", is_flag=True, help="Descend into sub-folders; the output mirrors the tree.")
 @click.option("--skip-existing", is_flag=True, help="In a batch, leave outputs that already exist.")
 @click.option("--fail-fast", is_flag=True, help="In a batch, stop at the first file that fails.")
+@click.option("--cluster", metavar="ADDRESS", help="Run a batch on Dask: tcp://host:8786, or local:N workers.")
 @click.option("--json", "as_json", is_flag=True, help="The report as one JSON object per image.")
 @click.option("-q", "--quiet", is_flag=True, help="No report.")
 def filter_command(
     kernel_ref, inputs, output, groups, depthwise, dense, params, padding, stride, dilation, flip, range_policy,
     alpha, fmt, quality, compression, max_pixels, allow_truncated, jobs, recursive, skip_existing, fail_fast,
-    as_json, quiet,
+    cluster, as_json, quiet,
 ):  # fmt: skip
     """Filter INPUT with KERNEL: a built-in name (see 'convfilter list'), or a .yaml or .npy file.
 
@@ -195,7 +196,11 @@ def filter_command(
     limits = Limits(max_pixels, allow_truncated)
     if len(inputs) > 1 or Path(inputs[0]).is_dir():
         options = Options("png", quality, compression, limits)
-        return _batch(kernel, inputs, output, fmt, options, jobs, recursive, skip_existing, fail_fast, as_json, quiet)
+        return _batch(
+            kernel, inputs, output, fmt, options, jobs, recursive, skip_existing, fail_fast, cluster, as_json, quiet
+        )
+    if cluster:
+        raise UsageError("option --cluster: runs a batch; give a folder or several inputs and -o FOLDER")
     source = inputs[0]
     out_path = "-"
     if output is None:
@@ -236,7 +241,9 @@ def filter_command(
     return 0
 
 
-def _batch(kernel, inputs, output, fmt, options, jobs, recursive, skip_existing, fail_fast, as_json, quiet) -> int:
+def _batch(
+    kernel, inputs, output, fmt, options, jobs, recursive, skip_existing, fail_fast, cluster, as_json, quiet
+) -> int:
     """Several inputs, or a folder, into the folder OUTPUT: one line per failure, a summary last."""
     from . import batch
     from .imageio import FORMATS
@@ -252,7 +259,13 @@ def _batch(kernel, inputs, output, fmt, options, jobs, recursive, skip_existing,
     if ext is not None and ext not in FORMATS:
         raise UsageError(f"option --format: unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
     planned = batch.plan(inputs, outdir, recursive, ext, skip_existing)
+    if cluster:
+        from . import cluster as dask_cluster
+
+        dask_cluster.require_dask()  # before any folder is made
     outdir.mkdir(parents=True, exist_ok=True)
+    if cluster:
+        dask_cluster.check_writable(outdir)
     counts = {"written": 0, "failed": 0, "skipped": 0}
     start = time.perf_counter()
     show_bar = not as_json and not quiet and sys.stderr.isatty() and planned.jobs
@@ -285,7 +298,10 @@ def _batch(kernel, inputs, output, fmt, options, jobs, recursive, skip_existing,
     if bar is not None:
         bar.__enter__()
     try:
-        batch.run(planned.jobs, kernel, options, jobs or batch.default_workers(), record)
+        if cluster:
+            dask_cluster.run_on_cluster(planned.jobs, kernel, options, cluster, record)
+        else:
+            batch.run(planned.jobs, kernel, options, jobs or batch.default_workers(), record)
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)

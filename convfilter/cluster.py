@@ -1,0 +1,100 @@
+"""A batch on a Dask distributed cluster: the same per-file function as the local batch, run on
+workers that reach the same files (a shared file system).
+
+A worker that dies mid-file is replaced and its files run again elsewhere: Dask reschedules
+them. Writes are atomic, so no output is ever half-written; and a file that a dead worker had
+already finished is found written (its output is newer than the batch's start) and not written
+again.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from .batch import FileResult, Job, process
+from .errors import UsageError
+from .kernel import Kernel
+from .pipeline import Options
+
+INSTALL_HINT = 'pip install "convfilter[dask]"'
+
+
+def require_dask() -> None:
+    """Raise a ``UsageError`` saying how to install Dask distributed when it is missing."""
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        raise UsageError(f"--cluster needs Dask distributed, which is not installed: {INSTALL_HINT}") from None
+
+
+def _client(address: str):
+    """A Dask client for ``tcp://host:port``, or for a new local cluster of N workers (``local:N``)."""
+    require_dask()
+    from distributed import Client, LocalCluster
+
+    if address.startswith("local:"):
+        count = address.partition(":")[2]
+        if not count.isdigit() or int(count) < 1:
+            raise UsageError(f"option --cluster: 'local:N' needs a number of workers N ≥ 1, got {address!r}")
+        cluster = LocalCluster(
+            n_workers=int(count), threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=50
+        )
+        return Client(cluster), cluster
+    try:
+        return Client(address, timeout="10s"), None
+    except (OSError, TimeoutError) as error:
+        raise UsageError(f"option --cluster: cannot reach a Dask scheduler at {address} ({error})") from None
+
+
+def _one_thread() -> None:
+    """On each worker: convolve on one thread, as the workers already share the cores."""
+    from .engine import core
+
+    core.DEFAULT_THREADS = 1
+
+
+def process_once(job: Job, kernel: Kernel, options: Options, started: float) -> FileResult:
+    """``process``, except that an output already written since ``started`` (by a worker that
+    died before reporting it) is not written again."""
+    try:
+        if job.output.stat().st_mtime >= started:
+            return FileResult(str(job.input), str(job.output), "written")
+    except OSError:
+        pass
+    return process(job, kernel, options)
+
+
+def check_writable(outdir: Path) -> None:
+    """The output folder must take files (every worker writes there)."""
+    probe = outdir / f".convfilter-probe-{os.getpid()}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise UsageError(f"output {outdir}: cannot write there ({error.strerror})") from None
+
+
+def run_on_cluster(
+    jobs: list[Job], kernel: Kernel, options: Options, address: str, on_result: Callable[[FileResult], bool]
+) -> None:
+    """Run ``jobs`` on the Dask cluster at ``address``, calling ``on_result`` here as each finishes
+    (it returns False to stop, as ``--fail-fast`` does)."""
+    from distributed import as_completed
+
+    client, cluster = _client(address)
+    try:
+        client.run(_one_thread)
+        started = time.time() - 1  # file times may be coarser than the clock
+        shared = client.scatter(kernel, broadcast=True)
+        futures = client.map(process_once, jobs, kernel=shared, options=options, started=started, pure=False, retries=2)
+        for future in as_completed(futures):
+            if not on_result(future.result()):
+                client.cancel(futures)
+                return
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
