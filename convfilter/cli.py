@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ import click
 
 from . import __version__
 from .checks import DEFAULT_MAX_PIXELS, Limits
+from .commands import gallery_command, list_command, params_command, parse_mix, parse_params, show_command
 from .errors import ConvFilterError, UsageError
 
 EXIT_INTERRUPTED = 130
@@ -108,16 +108,6 @@ def cli() -> None:
     """Filter images with convolution kernels."""
 
 
-def _params(values: tuple[str, ...]) -> dict[str, str]:
-    params = {}
-    for item in values:
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            raise UsageError(f"option -p: expected NAME=VALUE, got {item!r}")
-        params[name.strip()] = value.strip()
-    return params
-
-
 @click.command(
     cls=FilterCommand,
     epilog=SUBCOMMANDS_HELP,
@@ -176,8 +166,8 @@ def filter_command(
     from .imageio import FORMATS, output_format, read_bytes, write_atomic
     from .pipeline import Options, filter_bytes, filter_file
 
-    kernel = library.load_kernel(kernel_ref, _params(params)).with_options(
-        mix=_mix(groups, depthwise, dense),
+    kernel = library.load_kernel(kernel_ref, parse_params(params)).with_options(
+        mix=parse_mix(groups, depthwise, dense),
         padding=padding,
         stride=stride,
         dilation=dilation,
@@ -259,12 +249,25 @@ def _batch(
     if ext is not None and ext not in FORMATS:
         raise UsageError(f"option --format: unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
     planned = batch.plan(inputs, outdir, recursive, ext, skip_existing)
+    connection = None
     if cluster:
         from . import cluster as dask_cluster
 
-        dask_cluster.require_dask()  # before any folder is made
+        connection = dask_cluster.connect(cluster)  # before any folder is made
+    try:
+        return _run_batch(planned, outdir, kernel, options, jobs, connection, fail_fast, as_json, quiet)
+    finally:
+        if connection is not None:
+            dask_cluster.close(connection)
+
+
+def _run_batch(planned, outdir, kernel, options, jobs, connection, fail_fast, as_json, quiet) -> int:
+    from . import batch
+
     outdir.mkdir(parents=True, exist_ok=True)
-    if cluster:
+    if connection is not None:
+        from . import cluster as dask_cluster
+
         dask_cluster.check_writable(outdir)
     counts = {"written": 0, "failed": 0, "skipped": 0}
     start = time.perf_counter()
@@ -298,8 +301,8 @@ def _batch(
     if bar is not None:
         bar.__enter__()
     try:
-        if cluster:
-            dask_cluster.run_on_cluster(planned.jobs, kernel, options, cluster, record)
+        if connection is not None:
+            dask_cluster.run_on_cluster(planned.jobs, kernel, options, connection, record)
         else:
             batch.run(planned.jobs, kernel, options, jobs or batch.default_workers(), record)
     finally:
@@ -358,114 +361,8 @@ def _report(result, as_json: bool, err: bool) -> None:
     click.echo(f"{Path(result.input).name} → {result.output}  {result.seconds:.2f} s", err=True)
 
 
-@cli.command("list")
-@click.option("--json", "as_json", is_flag=True, help="A JSON list of objects instead of a table.")
-def list_command(as_json: bool) -> None:
-    """List every kernel: name, shape, mix and summary."""
-    from .library import kernel_table
-
-    rows = kernel_table()
-    if as_json:
-        click.echo(json.dumps(rows, indent=2))
-        return
-    width = max(len(r["name"]) for r in rows)
-    for r in rows:
-        shape = "×".join(map(str, r["shape"]))
-        params = f"  [-p {', '.join(f'{k}={v:g}' for k, v in r['parameters'].items())}]" if r["parameters"] else ""
-        line = f"{r['name']:<{width}}  {shape:<9} {r['mix']:<10} {r['summary']}{params}"
-        if r["source"] != "built-in":
-            line += f"  ({r['source']}"
-            if "hidden_by" in r:
-                line += "; hidden by the built-in of that name, use its path"
-            if "error" in r:
-                line += f"; does not load: {r['error']}"
-            line += ")"
-        click.echo(line)
-
-
-@cli.command("show")
-@click.argument("kernel_ref", metavar="KERNEL")
-@click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE", help="A generator parameter.")
-@click.option("--channels", type=click.IntRange(min=1), default=3, show_default=True, help="Image channels C.")
-@click.option("-g", "--groups", type=click.IntRange(min=1), help="Split the channels into G groups.")
-@click.option("--depthwise", is_flag=True, help="Each channel on its own (groups = channels).")
-@click.option("--dense", is_flag=True, help="Every output channel sums all inputs (groups = 1).")
-@click.option("--json", "as_json", is_flag=True, help="Print the kernel as JSON.")
-@click.option("--plot", "plot_path", metavar="FILE.png", help="Also draw the weights as a picture.")
-def show_command(kernel_ref, params, channels, groups, depthwise, dense, as_json, plot_path) -> None:
-    """Print KERNEL's weights, configuration, parameter and multiply-add counts."""
-    from . import library
-    from .report import describe_kernel, kernel_json
-
-    kernel = library.load_kernel(kernel_ref, _params(params)).with_options(mix=_mix(groups, depthwise, dense))
-    if plot_path is not None:
-        from .imageio import encode_image, output_format, write_atomic
-        from .plot import draw_kernel
-
-        fmt = output_format(plot_path)
-        write_atomic(plot_path, encode_image(draw_kernel(kernel), fmt))
-    layer = kernel.layer(channels)
-    click.echo(json.dumps(kernel_json(kernel, layer)) if as_json else describe_kernel(kernel, layer))
-
-
-@cli.command("gallery")
-@click.argument("image_path", metavar="IMAGE")
-@click.option("-o", "--output", required=True, metavar="SHEET.png", help="The contact sheet to write.")
-@click.option("--width", type=click.IntRange(16, 2000), default=240, show_default=True, help="Tile width.")
-@click.option("--columns", type=click.IntRange(1, 50), default=5, show_default=True, help="Tiles per row.")
-def gallery_command(image_path, output, width, columns) -> None:
-    """Apply every built-in kernel to IMAGE and write a labelled contact sheet."""
-    from .imageio import encode_image, output_format, read_image, write_atomic
-    from .plot import gallery
-
-    fmt = output_format(output)
-    if not Path(output).parent.is_dir():
-        raise UsageError(f"output {output}: the folder {Path(output).parent} does not exist")
-    write_atomic(output, encode_image(gallery(read_image(image_path).pixels, width, columns), fmt))
-
-
-def _mix(groups: int | None, depthwise: bool, dense: bool) -> str | int | None:
-    if sum(bool(x) for x in (groups, depthwise, dense)) > 1:
-        raise UsageError("options --groups, --depthwise and --dense exclude each other; give one")
-    return groups or ("depthwise" if depthwise else "dense" if dense else None)
-
-
-def _kernel_size(value: str) -> tuple[int, int]:
-    match = re.fullmatch(r"\s*(\d+)\s*(?:[x×]\s*(\d+))?\s*", value)
-    if not match or int(match[1]) < 1 or (match[2] and int(match[2]) < 1):
-        raise UsageError(f"option --kernel-size: expected K or KHxKW with positive numbers, got {value!r}")
-    return int(match[1]), int(match[2] or match[1])
-
-
-def _image_size(value: str) -> tuple[int, int]:
-    match = re.fullmatch(r"\s*(\d+)\s*[x×]\s*(\d+)\s*", value)
-    if not match or min(int(match[1]), int(match[2])) < 1:
-        raise UsageError(f"option --size: expected WIDTHxHEIGHT with positive numbers, got {value!r}")
-    return int(match[1]), int(match[2])
-
-
-@cli.command("params")
-@click.option("--in-channels", type=click.IntRange(min=1), required=True, help="Input channels C.")
-@click.option("--out-channels", type=click.IntRange(min=1), required=True, help="Output channels O.")
-@click.option("--kernel-size", required=True, metavar="K[xK]", help="Kernel size: 3 or 3x5.")
-@click.option("--groups", type=click.IntRange(min=1), default=1, show_default=True, help="Groups G.")
-@click.option("--bias", is_flag=True, help="The layer has a bias (one per output channel).")
-@click.option("--size", metavar="WxH", help="Image size, for the multiply-add count (stride 1, same padding).")
-@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
-def params_command(in_channels, out_channels, kernel_size, groups, bias, size, as_json) -> None:
-    """Count the parameters and multiply-adds of a convolution layer, as PyTorch's Conv2d has them."""
-    from .report import describe_counts, human, layer_counts
-
-    kh, kw = _kernel_size(kernel_size)
-    counts = layer_counts(in_channels, out_channels, (kh, kw), groups, bias, _image_size(size) if size else None)
-    if as_json:
-        click.echo(json.dumps(counts))
-        return
-    click.echo(f"conv {in_channels}→{out_channels} channels, {kh}×{kw} kernel, groups={groups}")
-    click.echo(describe_counts(counts))
-    if size:
-        w, h = counts["size"]
-        click.echo(f"cost: {human(counts['multiply_adds'])} multiply-adds for {w}×{h}")
+for _command in (list_command, show_command, gallery_command, params_command):
+    cli.add_command(_command)
 
 
 def main() -> None:

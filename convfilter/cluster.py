@@ -30,8 +30,9 @@ def require_dask() -> None:
         raise UsageError(f"--cluster needs Dask distributed, which is not installed: {INSTALL_HINT}") from None
 
 
-def _client(address: str):
-    """A Dask client for ``tcp://host:port``, or for a new local cluster of N workers (``local:N``)."""
+def connect(address: str):
+    """A Dask client for ``tcp://host:port``, or for a new local cluster of N workers (``local:N``),
+    with the cluster it started (or None); ``close`` both when done."""
     require_dask()
     from distributed import Client, LocalCluster
 
@@ -77,24 +78,27 @@ def check_writable(outdir: Path) -> None:
         raise UsageError(f"output {outdir}: cannot write there ({error.strerror})") from None
 
 
+def close(connection) -> None:
+    """Close a client and the local cluster it started, if any."""
+    client, cluster = connection
+    client.close()
+    if cluster is not None:
+        cluster.close()
+
+
 def run_on_cluster(
-    jobs: list[Job], kernel: Kernel, options: Options, address: str, on_result: Callable[[FileResult], bool]
+    jobs: list[Job], kernel: Kernel, options: Options, connection, on_result: Callable[[FileResult], bool]
 ) -> None:
-    """Run ``jobs`` on the Dask cluster at ``address``, calling ``on_result`` here as each finishes
-    (it returns False to stop, as ``--fail-fast`` does)."""
+    """Run ``jobs`` on the cluster of ``connection`` (from ``connect``), calling ``on_result`` here
+    as each finishes (it returns False to stop, as ``--fail-fast`` does)."""
     from distributed import as_completed
 
-    client, cluster = _client(address)
-    try:
-        client.run(_one_thread)
-        started = time.time() - 1  # file times may be coarser than the clock
-        shared = client.scatter(kernel, broadcast=True)
-        futures = client.map(process_once, jobs, kernel=shared, options=options, started=started, pure=False, retries=2)
-        for future in as_completed(futures):
-            if not on_result(future.result()):
-                client.cancel(futures)
-                return
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+    client, _ = connection
+    client.run(_one_thread)
+    started = time.time() - 1  # file times may be coarser than the clock
+    shared = client.scatter(kernel, broadcast=True)
+    futures = client.map(process_once, jobs, kernel=shared, options=options, started=started, pure=False, retries=2)
+    for future in as_completed(futures):
+        if not on_result(future.result()):
+            client.cancel(futures)
+            return

@@ -1,0 +1,132 @@
+"""The commands besides filtering — ``list``, ``show``, ``gallery`` and ``params`` — and the option
+parsing they share with it. Click only, like ``cli.py``; the library is imported inside each command."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import click
+
+from .errors import UsageError
+
+
+def parse_params(values: tuple[str, ...]) -> dict[str, str]:
+    params = {}
+    for item in values:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise UsageError(f"option -p: expected NAME=VALUE, got {item!r}")
+        params[name.strip()] = value.strip()
+    return params
+
+
+@click.command("list")
+@click.option("--json", "as_json", is_flag=True, help="A JSON list of objects instead of a table.")
+def list_command(as_json: bool) -> None:
+    """List every kernel: name, shape, mix and summary."""
+    from .library import kernel_table
+
+    rows = kernel_table()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    width = max(len(r["name"]) for r in rows)
+    for r in rows:
+        shape = "×".join(map(str, r["shape"]))
+        params = f"  [-p {', '.join(f'{k}={v:g}' for k, v in r['parameters'].items())}]" if r["parameters"] else ""
+        line = f"{r['name']:<{width}}  {shape:<9} {r['mix']:<10} {r['summary']}{params}"
+        if r["source"] != "built-in":
+            line += f"  ({r['source']}"
+            if "hidden_by" in r:
+                line += "; hidden by the built-in of that name, use its path"
+            if "error" in r:
+                line += f"; does not load: {r['error']}"
+            line += ")"
+        click.echo(line)
+
+
+@click.command("show")
+@click.argument("kernel_ref", metavar="KERNEL")
+@click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE", help="A generator parameter.")
+@click.option("--channels", type=click.IntRange(min=1), default=3, show_default=True, help="Image channels C.")
+@click.option("-g", "--groups", type=click.IntRange(min=1), help="Split the channels into G groups.")
+@click.option("--depthwise", is_flag=True, help="Each channel on its own (groups = channels).")
+@click.option("--dense", is_flag=True, help="Every output channel sums all inputs (groups = 1).")
+@click.option("--json", "as_json", is_flag=True, help="Print the kernel as JSON.")
+@click.option("--plot", "plot_path", metavar="FILE.png", help="Also draw the weights as a picture.")
+def show_command(kernel_ref, params, channels, groups, depthwise, dense, as_json, plot_path) -> None:
+    """Print KERNEL's weights, configuration, parameter and multiply-add counts."""
+    from . import library
+    from .report import describe_kernel, kernel_json
+
+    kernel = library.load_kernel(kernel_ref, parse_params(params)).with_options(mix=parse_mix(groups, depthwise, dense))
+    if plot_path is not None:
+        from .imageio import encode_image, output_format, write_atomic
+        from .plot import draw_kernel
+
+        fmt = output_format(plot_path)
+        write_atomic(plot_path, encode_image(draw_kernel(kernel), fmt))
+    layer = kernel.layer(channels)
+    click.echo(json.dumps(kernel_json(kernel, layer)) if as_json else describe_kernel(kernel, layer))
+
+
+@click.command("gallery")
+@click.argument("image_path", metavar="IMAGE")
+@click.option("-o", "--output", required=True, metavar="SHEET.png", help="The contact sheet to write.")
+@click.option("--width", type=click.IntRange(16, 2000), default=240, show_default=True, help="Tile width.")
+@click.option("--columns", type=click.IntRange(1, 50), default=5, show_default=True, help="Tiles per row.")
+def gallery_command(image_path, output, width, columns) -> None:
+    """Apply every built-in kernel to IMAGE and write a labelled contact sheet."""
+    from .imageio import encode_image, output_format, read_image, write_atomic
+    from .plot import gallery
+
+    fmt = output_format(output)
+    if not Path(output).parent.is_dir():
+        raise UsageError(f"output {output}: the folder {Path(output).parent} does not exist")
+    write_atomic(output, encode_image(gallery(read_image(image_path).pixels, width, columns), fmt))
+
+
+def parse_mix(groups: int | None, depthwise: bool, dense: bool) -> str | int | None:
+    if sum(bool(x) for x in (groups, depthwise, dense)) > 1:
+        raise UsageError("options --groups, --depthwise and --dense exclude each other; give one")
+    return groups or ("depthwise" if depthwise else "dense" if dense else None)
+
+
+def _kernel_size(value: str) -> tuple[int, int]:
+    match = re.fullmatch(r"\s*(\d+)\s*(?:[x×]\s*(\d+))?\s*", value)
+    if not match or int(match[1]) < 1 or (match[2] and int(match[2]) < 1):
+        raise UsageError(f"option --kernel-size: expected K or KHxKW with positive numbers, got {value!r}")
+    return int(match[1]), int(match[2] or match[1])
+
+
+def _image_size(value: str) -> tuple[int, int]:
+    match = re.fullmatch(r"\s*(\d+)\s*[x×]\s*(\d+)\s*", value)
+    if not match or min(int(match[1]), int(match[2])) < 1:
+        raise UsageError(f"option --size: expected WIDTHxHEIGHT with positive numbers, got {value!r}")
+    return int(match[1]), int(match[2])
+
+
+@click.command("params")
+@click.option("--in-channels", type=click.IntRange(min=1), required=True, help="Input channels C.")
+@click.option("--out-channels", type=click.IntRange(min=1), required=True, help="Output channels O.")
+@click.option("--kernel-size", required=True, metavar="K[xK]", help="Kernel size: 3 or 3x5.")
+@click.option("--groups", type=click.IntRange(min=1), default=1, show_default=True, help="Groups G.")
+@click.option("--bias", is_flag=True, help="The layer has a bias (one per output channel).")
+@click.option("--size", metavar="WxH", help="Image size, for the multiply-add count (stride 1, same padding).")
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
+def params_command(in_channels, out_channels, kernel_size, groups, bias, size, as_json) -> None:
+    """Count the parameters and multiply-adds of a convolution layer, as PyTorch's Conv2d has them."""
+    from .report import describe_counts, human, layer_counts
+
+    kh, kw = _kernel_size(kernel_size)
+    counts = layer_counts(in_channels, out_channels, (kh, kw), groups, bias, _image_size(size) if size else None)
+    if as_json:
+        click.echo(json.dumps(counts))
+        return
+    click.echo(f"conv {in_channels}→{out_channels} channels, {kh}×{kw} kernel, groups={groups}")
+    click.echo(describe_counts(counts))
+    if size:
+        w, h = counts["size"]
+        click.echo(f"cost: {human(counts['multiply_adds'])} multiply-adds for {w}×{h}")
