@@ -94,3 +94,21 @@ def assert_close(got: np.ndarray, expected: np.ndarray) -> None:
     expected = np.asarray(expected)
     assert got.shape == expected.shape, (got.shape, expected.shape)
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5 * max(1.0, float(np.abs(expected).max())))
+
+
+def copies_of_a_photo(folder: Path, count: int) -> None:
+    """``count`` copies of astronaut.png, 00.png, 01.png, … in a new ``folder``: a batch that takes a while."""
+    import shutil
+
+    folder.mkdir()
+    for i in range(count):
+        shutil.copy(SAMPLES / "astronaut.png", folder / f"{i:02}.png")
+
+
+def wait_for_outputs(folder: Path, count: int, timeout: float = 60) -> None:
+    """Wait until ``folder`` holds ``count`` finished PNG outputs (temporary files are hidden)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not (folder.exists() and len(list(folder.glob("*.png"))) >= count):
+        time.sleep(0.02)

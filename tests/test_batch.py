@@ -8,12 +8,11 @@ import re
 import shutil
 import signal
 import subprocess
-import time
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import SAMPLES
+from conftest import SAMPLES, copies_of_a_photo, wait_for_outputs
 from PIL import Image
 
 from convfilter.cli import cli
@@ -152,18 +151,14 @@ def test_bad_batch_options(tmp_path):
 
 def test_interrupt_keeps_finished_outputs_and_no_partial_file(tmp_path, convfilter_command):
     src, out = tmp_path / "in", tmp_path / "out"
-    src.mkdir()
-    for i in range(60):
-        shutil.copy(SAMPLES / "astronaut.png", src / f"{i:02}.png")
+    copies_of_a_photo(src, 60)
     process = subprocess.Popen(
         [convfilter_command, "gaussian", "-p", "sigma=6", src, "-o", out, "-j", "2"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not (out.exists() and len(list(out.glob("*.png"))) >= 3):
-        time.sleep(0.02)
+    wait_for_outputs(out, 3)
     os.killpg(process.pid, signal.SIGINT)  # as Ctrl-C does: to the command and its workers
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr

@@ -14,7 +14,7 @@ import time
 import distributed
 import pytest
 from click.testing import CliRunner
-from conftest import SAMPLES
+from conftest import SAMPLES, copies_of_a_photo, wait_for_outputs
 from PIL import Image
 
 from convfilter.cli import cli
@@ -122,9 +122,7 @@ def test_unwritable_output_folder_is_refused_at_the_start(tmp_path, monkeypatch)
 
 def test_a_worker_killed_mid_run_loses_nothing(cluster, tmp_path, convfilter_command):
     src, out = tmp_path / "in", tmp_path / "out"
-    src.mkdir()
-    for i in range(40):
-        shutil.copy(SAMPLES / "astronaut.png", src / f"{i:02}.png")
+    copies_of_a_photo(src, 40)
     client = distributed.Client(cluster)
     victim = next(iter(client.run(os.getpid).values()))
     process = subprocess.Popen(
@@ -133,9 +131,7 @@ def test_a_worker_killed_mid_run_loses_nothing(cluster, tmp_path, convfilter_com
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not (out.exists() and len(list(out.glob("*.png"))) >= 3):
-        time.sleep(0.02)
+    wait_for_outputs(out, 3)
     os.kill(victim, signal.SIGKILL)  # the worker process dies mid-batch
     _, stderr = process.communicate(timeout=180)
     client.close()
