@@ -57,10 +57,6 @@ class Plan:
     skipped: list[FileResult]  # outputs that exist (--skip-existing) and files that are not images
 
 
-def _is_hidden(path: Path, root: Path) -> bool:
-    return any(part.startswith(".") for part in path.relative_to(root).parts)
-
-
 def _walk(folder: Path, recursive: bool, exclude: Path) -> Iterator[Path]:
     """Files under ``folder`` (sorted, hidden ones and ``exclude``'s subtree left out)."""
     for entry in sorted(folder.iterdir()):
