@@ -8,6 +8,7 @@ few strips per thread, never an ``H·W·C·kh·kw`` array of windows.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -17,8 +18,9 @@ import numpy as np
 
 from ..errors import UsageError
 from .geometry import PADDING_MODES, check_groups, geometry, source_index
-from .plan import FFT, Factored, General, factor
-from .spatial import Direct, RowMatmul, Scratch
+from .plan import make_plan
+from .spatial import Scratch
+from .taps import Plan
 
 # Bytes of float32 input a strip aims for: measured best on 12 MP with 2 threads, large enough
 # that the Python work per strip and the hand-offs between threads stay small.
@@ -26,8 +28,13 @@ STRIP_BYTES = 1 << 21
 # Threads a convolution uses when the caller does not say; None: all cores. A batch's worker
 # processes set 1, as the processes already use every core.
 DEFAULT_THREADS: int | None = None
-# An FFT strip is taller: its cost per row falls as the kernel's halo becomes a smaller share.
-FFT_STRIP_ROWS = 256
+
+
+class _NoChannels(Plan):
+    """An image with no channels: as in PyTorch, the result is empty."""
+
+    def compute(self, conv, r0, n, out, scratch, collapse=False) -> None:
+        """Nothing to compute."""
 
 
 class Convolution:
@@ -59,55 +66,59 @@ class Convolution:
         self.out_channels, _, kh, kw = weight.shape
         self.kernel_size = (kh, kw)
         self.geometry = geo = geometry(height, width, (kh, kw), stride, padding, dilation)
+        if channels == 0:
+            self.out_channels, self.plan = 0, _NoChannels()
+        else:
+            finite = self.x.dtype.kind != "f" or bool(np.isfinite(self.x).all())
+            self.plan = make_plan(weight, self.groups, self.x.shape, geo, self.x.dtype == np.uint8, finite)
         self.shape = (geo.out_height, geo.out_width, self.out_channels)
-        self.padded_width = (geo.out_width - 1) * geo.stride[1] + geo.dilation[1] * (kw - 1) + 1
-        eight_bit = self.x.dtype == np.uint8
-        factored = factor(weight, self.groups, channels, geo.dilation, eight_bit) if geo.stride[1] == 1 else None
-        self.plan = factored or General(weight, self.groups)
-        # the padded columns outside the image, and the columns they copy (padding modes other than zeros)
-        cols = np.arange(self.padded_width)
-        self._outside = np.flatnonzero((cols < geo.left) | (cols >= geo.left + width))
-        self._outside_source = geo.left + source_index(self._outside - geo.left, width, padding_mode)
 
     @property
-    def _uses_fft(self) -> bool:
-        return isinstance(getattr(self.plan, "spatial", None), FFT)
+    def padded_width(self) -> int:
+        """Columns of a loaded strip: those of the padded image that the output reads."""
+        return self.geometry.padded_width
+
+    @functools.cached_property
+    def _columns(self) -> tuple[int, int, np.ndarray, np.ndarray, np.ndarray]:
+        """How a strip's columns are filled: padded columns ``a … b-1`` are image columns
+        ``a-left … b-left`` (one slice); ``copied`` padded columns outside them read image
+        columns ``sources`` (reflect, replicate, circular); ``zeroed`` ones are zeros."""
+        geo, width = self.geometry, self.x.shape[1]
+        padded = self.padded_width
+        a, b = min(geo.left, padded), min(geo.left + width, padded)
+        outside = np.concatenate([np.arange(a), np.arange(max(a, b), padded)])
+        sources = source_index(outside - geo.left, width, self.padding_mode)
+        return a, b, outside[sources >= 0], sources[sources >= 0], outside[sources < 0]
+
+    def load(self, r0: int, n: int, scratch: Scratch, dtype=np.float32) -> np.ndarray:
+        """The padded input rows and columns that output rows ``r0 … r0+n-1`` read, as ``dtype``,
+        ``(R, Wp, C)``."""
+        geo, x = self.geometry, self.x
+        first, count = r0 * geo.stride[0] - geo.top, (n - 1) * geo.stride[0] + geo.reach[0] + 1
+        strip = scratch.get("strip", (count, self.padded_width, x.shape[2]), dtype)
+        a, b, copied, sources, zeroed = self._columns
+        image_columns = slice(a - geo.left, b - geo.left)
+        if first >= 0 and first + count <= x.shape[0]:
+            rows = x[first : first + count]  # inside the image: one copy
+            np.copyto(strip[:, a:b], rows[:, image_columns], casting="unsafe")
+            if len(copied):
+                strip[:, copied] = rows[:, sources]
+        else:
+            rows = source_index(np.arange(first, first + count), x.shape[0], self.padding_mode)
+            valid = rows >= 0
+            strip[valid, a:b] = x[rows[valid], image_columns]
+            strip[~valid] = 0
+            if len(copied):
+                strip[np.ix_(valid, copied)] = x[np.ix_(rows[valid], sources)]
+        if len(zeroed):
+            strip[:, zeroed] = 0
+        return strip
 
     @property
     def strip_rows(self) -> int:
         """Output rows per strip."""
-        if self._uses_fft:
-            rows = max(1, (FFT_STRIP_ROWS - self.geometry.dilation[0] * (self.kernel_size[0] - 1)))
-            return max(8, rows // self.geometry.stride[0])
-        row_bytes = 4 * self.padded_width * max(self.x.shape[2], self.out_channels) * self.geometry.stride[0]
-        rows = max(4, STRIP_BYTES // row_bytes)
-        if isinstance(getattr(self.plan, "spatial", None), RowMatmul):
-            # its products hold kw rows per output row: keep them to about the strip's size
-            rows = max(4, min(rows, 4 * STRIP_BYTES // (row_bytes * self.kernel_size[1])))
-        return rows
-
-    def _load(self, r0: int, n: int, scratch: Scratch) -> np.ndarray:
-        """The padded float32 input rows that output rows ``r0 … r0+n-1`` read, ``(R, Wp, C)``."""
-        geo, x = self.geometry, self.x
-        (sy, _), (dy, _) = geo.stride, geo.dilation
-        first, count = r0 * sy - geo.top, (n - 1) * sy + dy * (self.kernel_size[0] - 1) + 1
-        dtype = self.plan.strip_dtype if isinstance(self.plan, Factored) and self.plan.pre is None else np.float32
-        strip = scratch.get("strip", (count, self.padded_width, x.shape[2]), dtype)
-        width, left = x.shape[1], geo.left
-        inner = strip[:, left : left + width]
-        if first >= 0 and first + count <= x.shape[0]:
-            np.copyto(inner, x[first : first + count], casting="unsafe")  # inside the image: one copy
-        else:
-            rows = source_index(np.arange(first, first + count), x.shape[0], self.padding_mode)
-            valid = rows >= 0
-            inner[valid] = x[rows[valid]]
-            inner[~valid] = 0
-        if len(self._outside):
-            if self.padding_mode == "zeros":
-                strip[:, self._outside] = 0
-            else:
-                strip[:, self._outside] = strip[:, self._outside_source]
-        return strip
+        row_bytes = 4 * self.padded_width * max(1, self.x.shape[2], self.out_channels) * self.geometry.stride[0]
+        return self.plan.strip_rows(self, max(4, STRIP_BYTES // row_bytes))
 
     @property
     def replicated(self) -> bool:
@@ -115,17 +126,12 @@ class Convolution:
         every channel pair, such as ``edge``): ``run_into(sink, collapse=True)`` then hands over
         blocks of that one channel."""
         same_bias = self.bias is None or bool(np.all(self.bias == self.bias[0]))
-        return isinstance(self.plan, Factored) and self.plan.replicated and same_bias
+        return self.plan.replicated and same_bias
 
     def compute(self, r0: int, n: int, out: np.ndarray, scratch: Scratch, collapse: bool = False) -> None:
         """Compute output rows ``r0 … r0+n-1`` into ``out`` (n, W', O), or (n, W', 1) with
         ``collapse``."""
-        geo = self.geometry
-        strip = self._load(r0, n, scratch)
-        if isinstance(self.plan, General):
-            self.plan(strip, out, geo.stride, geo.dilation, scratch)
-        else:
-            self.plan(strip, out, geo.stride[0], geo.dilation, scratch, collapse)
+        self.plan.compute(self, r0, n, out, scratch, collapse)
         if self.bias is not None:
             for o, b in enumerate(self.bias[: out.shape[2]]):
                 if b:
@@ -149,12 +155,17 @@ class Convolution:
             yield r0, block
 
     def run_into(
-        self, sink: Callable[[int, np.ndarray], None], threads: int | None = None, collapse: bool = False
+        self,
+        sink: Callable[[int, np.ndarray], None],
+        threads: int | None = None,
+        collapse: bool = False,
+        strip_rows: int | None = None,
     ) -> None:
         """Compute every strip on ``threads`` threads (default: all cores) and call
         ``sink(first_row, block)`` for each, from the thread that computed it; the block is
         reused afterwards. Strips cover disjoint rows, so a sink writing its rows needs no lock.
-        With ``collapse`` (only when ``replicated``) the blocks hold the one shared channel."""
+        With ``collapse`` (only when ``replicated``) the blocks hold the one shared channel;
+        ``strip_rows`` overrides the strip height the plan chose."""
         if collapse and not self.replicated:
             raise ValueError("collapse=True needs a convolution whose output channels are all equal")
         channels = 1 if collapse else self.out_channels
@@ -164,19 +175,18 @@ class Convolution:
             self.compute(r0, n, block, scratch, collapse)
             sink(r0, block)
 
-        self._parallel(work, threads)
+        self._parallel(work, threads, strip_rows)
 
-    def run(self, threads: int | None = None) -> np.ndarray:
-        """Return the whole float32 result ``(H', W', O)``."""
+    def run(self, threads: int | None = None, strip_rows: int | None = None) -> np.ndarray:
+        """Return the whole float32 result ``(H', W', O)``; ``strip_rows`` overrides the strip
+        height the plan chose."""
         out = np.empty(self.shape, np.float32)
-        self._parallel(lambda r0, n, scratch: self.compute(r0, n, out[r0 : r0 + n], scratch), threads)
+        self._parallel(lambda r0, n, scratch: self.compute(r0, n, out[r0 : r0 + n], scratch), threads, strip_rows)
         return out
 
-    def _parallel(self, work: Callable[[int, int, Scratch], None], threads: int | None) -> None:
-        starts = self._starts(None)
+    def _parallel(self, work: Callable[[int, int, Scratch], None], threads: int | None, strip_rows: int | None) -> None:
+        starts = self._starts(strip_rows)
         threads = min(threads or DEFAULT_THREADS or os.cpu_count() or 1, len(starts))
-        if self._uses_fft:
-            self._check_fft()
         if threads <= 1:
             scratch = Scratch()
             for r0, n in starts:
@@ -195,20 +205,6 @@ class Convolution:
 
         for _ in _pool(threads).map(task, chunks):
             pass
-
-    def _check_fft(self) -> None:
-        """An FFT is exact only up to rounding that grows with the kernel and the data: compute
-        one strip both ways and fall back to direct taps if they disagree beyond float32 rounding."""
-        n = min(self.strip_rows, self.geometry.out_height, 16)
-        fast = np.empty((n, *self.shape[1:]), np.float32)
-        self.compute(0, n, fast, Scratch())
-        spatial = self.plan.spatial
-        self.plan.spatial = Direct(spatial.kernel)
-        exact = np.empty_like(fast)
-        self.compute(0, n, exact, Scratch())
-        scale = float(np.abs(exact).max()) or 1.0
-        if np.abs(fast - exact).max() <= 1e-5 * scale:
-            self.plan.spatial = spatial
 
 
 _pools: dict[tuple[int, int], ThreadPoolExecutor] = {}
@@ -273,14 +269,18 @@ def _validate(
         raise UsageError(f"the image must be an (H, W, C) or (H, W) array, got {x.ndim} dimensions")
     if x.dtype.kind not in "biuf":
         raise UsageError(f"the image must hold integers or floats, got dtype {x.dtype}")
-    if min(x.shape) < 1:
+    if min(x.shape[:2]) < 1:
         raise UsageError(f"the image is empty: shape {x.shape}")
     weight = np.asarray(weight)
     if weight.ndim != 4:
         raise UsageError(f"the weight must be 4-D [O, C/groups, kh, kw], got shape {weight.shape}")
-    if weight.dtype.kind not in "biuf" or min(weight.shape) < 1:
+    # no input channels is allowed (the result is empty, as in PyTorch); no outputs or taps is not
+    if weight.dtype.kind not in "biuf" or min(weight.shape[0], *weight.shape[2:]) < 1:
         raise UsageError(f"the weight must be a non-empty array of numbers, got {weight.dtype} {weight.shape}")
-    weight = weight.astype(np.float32)
+    with np.errstate(over="ignore"):
+        weight = weight.astype(np.float32)
+    if not np.isfinite(weight).all():
+        raise UsageError("the weight must hold finite numbers within float32's range (±3.4e38)")
     if padding_mode not in PADDING_MODES:
         raise UsageError(f"padding_mode must be one of {', '.join(PADDING_MODES)}, got {padding_mode!r}")
     channels, out_channels = x.shape[2], weight.shape[0]
@@ -291,7 +291,10 @@ def _validate(
             f"with groups={groups}, but the image has {channels}"
         )
     if bias is not None:
-        bias = np.asarray(bias, np.float32).reshape(-1)
+        bias = np.asarray(bias)
+        if bias.dtype.kind not in "biuf":
+            raise UsageError(f"bias must hold numbers, got {bias.dtype}")
+        bias = bias.astype(np.float32).reshape(-1)
         if len(bias) == 1:
             bias = np.repeat(bias, out_channels)
         if len(bias) != out_channels:

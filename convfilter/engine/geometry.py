@@ -17,19 +17,39 @@ __all__ = [
     "common_divisors",
     "divisors",
     "geometry",
+    "int_pair",
     "pair",
     "source_index",
 ]
 
 
+# Larger strides, dilations and paddings cannot index an array; nothing real needs them.
+MAX_STEP = 2**31 - 1
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def int_pair(value: object, name: str, minimum: int) -> tuple[int, int]:
+    """Return ``(y, x)`` from an int or a one- or two-element sequence of ints, as ``nn.Conv2d``
+    takes them (``(2,)`` means ``(2, 2)``), each from ``minimum`` to ``MAX_STEP``.
+
+    >>> int_pair((3,), "stride", 1), int_pair([1, 2], "padding", 0)
+    ((3, 3), (1, 2))
+    """
+    items = (value,) if _is_int(value) else tuple(value) if isinstance(value, (tuple, list)) else None
+    if items is None or len(items) not in (1, 2) or not all(_is_int(v) for v in items):
+        raise UsageError(f"{name} must be an int or a pair of ints, got {value!r}")
+    if min(items) < minimum or max(items) > MAX_STEP:
+        raise UsageError(f"{name} must be from {minimum} to {MAX_STEP}, got {value!r}")
+    y, x = (items * 2)[:2]
+    return int(y), int(x)
+
+
 def pair(value: int | tuple[int, int] | list[int], name: str) -> tuple[int, int]:
     """Return ``(y, x)`` from an int or a pair of ints, each at least 1."""
-    pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in pair):
-        raise UsageError(f"{name} must be an int or a pair of ints, got {value!r}")
-    if min(pair) < 1:
-        raise UsageError(f"{name} must be at least 1, got {value!r}")
-    return int(pair[0]), int(pair[1])
+    return int_pair(value, name, 1)
 
 
 @dataclass(frozen=True)
@@ -44,6 +64,13 @@ class Geometry:
     dilation: tuple[int, int]
     out_height: int
     out_width: int
+    reach: tuple[int, int]  # dilation·(k-1): how far below and right of its first tap a kernel reads
+
+    @property
+    def padded_width(self) -> int:
+        """Columns of the padded image that the output reads (fewer than all of them when the
+        stride does not tile the padded width)."""
+        return (self.out_width - 1) * self.stride[1] + self.reach[1] + 1
 
 
 def geometry(
@@ -67,7 +94,7 @@ def geometry(
     kh, kw = kernel_size
     sy, sx = pair(stride, "stride")
     dy, dx = pair(dilation, "dilation")
-    if isinstance(padding, str):
+    if isinstance(padding, str) or padding is None:
         if padding == "same":
             total_y, total_x = dy * (kh - 1), dx * (kw - 1)
             top, left = total_y // 2, total_x // 2
@@ -77,11 +104,8 @@ def geometry(
         else:
             raise UsageError(f"padding must be 'same', 'valid', an int or a pair of ints, got {padding!r}")
     else:
-        py, px = (padding, padding) if isinstance(padding, (int, np.integer)) else tuple(padding)
-        if isinstance(py, bool) or isinstance(px, bool) or min(py, px) < 0:
-            raise UsageError(f"padding must be 'same', 'valid' or non-negative ints, got {padding!r}")
-        top = bottom = int(py)
-        left = right = int(px)
+        top, left = int_pair(padding, "padding", 0)
+        bottom, right = top, left
     out_height = (height + top + bottom - dy * (kh - 1) - 1) // sy + 1
     out_width = (width + left + right - dx * (kw - 1) - 1) // sx + 1
     if out_height < 1 or out_width < 1:
@@ -89,7 +113,8 @@ def geometry(
             f"a {height}×{width} image is too small for a {kh}×{kw} kernel with dilation {dy}×{dx} "
             f"and padding {padding!r}"
         )
-    return Geometry(top, bottom, left, right, (sy, sx), (dy, dx), out_height, out_width)
+    reach = (dy * (kh - 1), dx * (kw - 1))
+    return Geometry(top, bottom, left, right, (sy, sx), (dy, dx), out_height, out_width, reach)
 
 
 def source_index(padded: np.ndarray, size: int, padding_mode: str) -> np.ndarray:

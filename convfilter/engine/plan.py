@@ -4,8 +4,10 @@ Most kernels users apply are one spatial kernel ``K`` spread over the channels w
 matrix ``M`` (depthwise: ``M`` diagonal; the classic dense ``edge``: ``M`` all ones), that is
 ``weight[o, c] = M[o, c] · K``. Then the convolution is a per-pixel channel mix, ``K`` on the
 fewest channels possible, and another mix: the ``edge`` kernel sums R, G, B once and filters one
-channel. Anything else (a bank, a dense layer with random weights) runs tap by tap per channel
-pair on planar strips. Every factorisation is checked against the weight it replaces.
+channel. Anything else (a bank, a dense layer with random weights) runs tap by tap (``taps.py``),
+per channel pair or as one channel-mixing product per tap, whichever costs less. Every
+factorisation is checked against the weight it replaces; planning costs a few passes over the
+weight, never more than the convolution it plans.
 """
 
 from __future__ import annotations
@@ -14,21 +16,58 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .geometry import Geometry
 from .spatial import FFT, Direct, IntegerDirect, RowMatmul, Scratch, Separable, accumulate, low_rank
+from .taps import Gather, General, Plan, TapMatmul
 
 # An FFT costs about the same whatever the kernel's size; below this many taps it never wins.
 FFT_MIN_TAPS = 100
+# An FFT strip is taller: its cost per row falls as the kernel's halo becomes a smaller share.
+FFT_STRIP_ROWS = 256
+# Mixing matrices with more entries than this are applied as one matrix product per strip.
+MATMUL_MIX_ENTRIES = 16
+
+
+def make_plan(
+    weight: np.ndarray, groups: int, image_shape: tuple[int, int, int], geo: Geometry, eight_bit: bool, finite: bool
+) -> Plan:
+    """The cheapest exact plan for ``weight`` [O, C/g, kh, kw] on an image of ``image_shape``.
+
+    ``eight_bit``: the image is uint8 (integer taps are exact); ``finite``: it holds no NaN or
+    infinity (otherwise only plans that skip zero weights are used, so a non-finite pixel
+    reaches exactly the outputs whose non-zero taps read it).
+    """
+    kh, kw = weight.shape[2:]
+    if _strip_load_per_row(geo) > 2 * kh * kw * geo.out_width:
+        return Gather(weight, groups, finite)
+    if geo.stride[1] == 1:
+        factored = factor(weight, groups, image_shape[2], geo.dilation, eight_bit, finite)
+        if factored is not None:
+            return factored
+    general = General(weight, groups)
+    if not finite:
+        return general
+    return min(general, TapMatmul(weight, groups), key=lambda plan: plan.cost)
+
+
+def _strip_load_per_row(geo: Geometry) -> float:
+    """Samples of one channel a padded strip loads per output row (for strips of up to 32 rows)."""
+    n = min(geo.out_height, 32)
+    return ((n - 1) * geo.stride[0] + geo.reach[0] + 1) * geo.padded_width / n
 
 
 def spatial_method(
-    kernel: np.ndarray, dilation: tuple[int, int], eight_bit: bool = False
+    kernel: np.ndarray, dilation: tuple[int, int], eight_bit: bool = False, finite: bool = True
 ) -> Direct | Separable | RowMatmul | FFT:
     """The cheapest exact way to apply ``kernel``: direct taps (in integers on ``eight_bit``
     input where the kernel allows), a rank-1/2 split, row matrix products, or an FFT; each
-    method's cost is in passes over a strip, as measured."""
+    method's cost is in passes over a strip, as measured. Without ``finite`` input only direct
+    taps, which skip zero weights, keep a non-finite pixel to the outputs that read it."""
     candidates = [Direct(kernel)]
     if eight_bit and (integer := IntegerDirect.for_kernel(kernel)) is not None:
         candidates.append(integer)
+    if not finite:
+        return candidates[0]
     if min(kernel.shape) > 1:
         candidates.append(RowMatmul(kernel))
         terms = low_rank(kernel)
@@ -39,15 +78,19 @@ def spatial_method(
     return min(candidates, key=lambda method: method.cost)
 
 
-def mix(source: np.ndarray, matrix: np.ndarray, target: np.ndarray, tmp: np.ndarray) -> None:
-    """Per pixel ``target[..., o] = Σ_c matrix[o, c] · source[..., c]``."""
+def mix(source: np.ndarray, matrix: np.ndarray, target: np.ndarray, tmp: np.ndarray, finite: bool = True) -> None:
+    """Per pixel ``target[..., o] = Σ_c matrix[o, c] · source[..., c]``: a matrix product for a
+    large matrix, else sums of the non-zero terms (always so for non-finite input)."""
+    if finite and matrix.size > MATMUL_MIX_ENTRIES:
+        np.matmul(source, matrix.T.astype(np.float32), out=target)
+        return
     for o in range(matrix.shape[0]):
         terms = [(np.float32(w), source[..., c]) for c, w in enumerate(matrix[o]) if w != 0]
         accumulate(target[..., o], terms, tmp)
 
 
 @dataclass
-class Factored:
+class Factored(Plan):
     """``weight[o, c] = M[o, c] · K``: mix with ``pre``, apply ``spatial`` to ``channels``
     channels, mix with ``post`` (``None``: nothing to mix)."""
 
@@ -55,23 +98,35 @@ class Factored:
     post: np.ndarray | None  # (O, C')
     channels: int
     spatial: Direct | Separable | RowMatmul | FFT
+    finite: bool = True
 
     @property
     def strip_dtype(self) -> np.dtype:
-        """What the strip is loaded as: int16 for the integer path, else float32."""
-        return self.spatial.strip_dtype
+        """What the strip is loaded as: int16 for the integer path unmixed, else float32."""
+        return self.spatial.strip_dtype if self.pre is None else np.float32
+
+    def strip_rows(self, conv, rows: int) -> int:
+        """An FFT wants strips at least as tall as the kernel's halo; row products hold ``kw``
+        rows per output row, so they take fewer."""
+        geo = conv.geometry
+        if isinstance(self.spatial, FFT):
+            return max(8, max(FFT_STRIP_ROWS, geo.reach[0]) // geo.stride[0])
+        if isinstance(self.spatial, RowMatmul):
+            return max(4, min(rows, 4 * rows // self.spatial.kernel.shape[1]))
+        return rows
 
     @property
     def replicated(self) -> bool:
         """True when every output channel is the same single filtered channel (the ``edge`` case)."""
         return self.channels == 1 and self.post is not None and bool(np.all(self.post == 1))
 
-    def __call__(self, strip, out, row_step, dilation, scratch: Scratch, collapse: bool = False) -> None:
+    def __call__(self, strip, out, stride, dilation, scratch: Scratch, collapse: bool = False) -> None:
         """Compute ``out`` (n, W, O) from the interleaved ``strip`` (R, Wp, C); with ``collapse``
         (only when ``replicated``), ``out`` is (n, W, 1) and gets the one channel all outputs share."""
+        row_step = stride[0]
         if self.pre is not None:
             mixed = scratch.get("pre", (*strip.shape[:2], self.channels))
-            mix(strip, self.pre, mixed, scratch.get("pre_tmp", strip.shape[:2]))
+            mix(strip, self.pre, mixed, scratch.get("pre_tmp", strip.shape[:2]), self.finite)
             strip = mixed
         if collapse:
             self.spatial(strip, out, row_step, dilation, scratch)
@@ -79,11 +134,16 @@ class Factored:
         target = out if self.post is None else scratch.get("spatial", (*out.shape[:2], self.channels))
         self.spatial(strip, target, row_step, dilation, scratch)
         if self.post is not None:
-            mix(target, self.post, out, scratch.get("post_tmp", out.shape[:2]))
+            mix(target, self.post, out, scratch.get("post_tmp", out.shape[:2]), self.finite)
 
 
 def factor(
-    weight: np.ndarray, groups: int, in_channels: int, dilation: tuple[int, int], eight_bit: bool = False
+    weight: np.ndarray,
+    groups: int,
+    in_channels: int,
+    dilation: tuple[int, int],
+    eight_bit: bool = False,
+    finite: bool = True,
 ) -> Factored | None:
     """Factor ``weight`` [O, C/g, kh, kw] as ``M ⊗ K`` (exactly, to float32 rounding), or None.
     ``eight_bit``: the image is uint8, so ``K`` may run in integers where nothing is mixed first."""
@@ -99,21 +159,21 @@ def factor(
     for o in range(out_channels):
         g = o // group_out
         matrix[o, g * group_in : (g + 1) * group_in] = coefficients[o * group_in : (o + 1) * group_in]
-    spatial = spatial_method(kernel, dilation)
-    direct = spatial_method(kernel, dilation, eight_bit)  # for the strip as loaded, unmixed
+    spatial = spatial_method(kernel, dilation, False, finite)
+    direct = spatial_method(kernel, dilation, eight_bit, finite)  # for the strip as loaded, unmixed
     if out_channels == in_channels and np.array_equal(matrix, np.diag(np.diag(matrix))):
         if np.all(np.diag(matrix) == 1):
-            return Factored(None, None, in_channels, direct)  # depthwise, one kernel for all
-        return Factored(None, matrix, in_channels, direct)  # depthwise, scaled per channel
+            return Factored(None, None, in_channels, direct, finite)  # depthwise, one kernel for all
+        return Factored(None, matrix, in_channels, direct, finite)  # depthwise, scaled per channel
     columns = low_rank(matrix, max_rank=1)
     if columns is not None:
         # rank 1: M = a bᵀ — mix the inputs into one channel, filter it once, spread it out
         (a, b), = columns  # fmt: skip
         post = None if out_channels == 1 and abs(a[0] - 1) < 1e-12 else a[:, None]
-        return Factored(b[None, :], post, 1, spatial)
+        return Factored(b[None, :], post, 1, spatial, finite)
     if in_channels <= out_channels:
-        return Factored(None, matrix, in_channels, direct)
-    return Factored(matrix, None, out_channels, spatial)
+        return Factored(None, matrix, in_channels, direct, finite)
+    return Factored(matrix, None, out_channels, spatial, finite)
 
 
 def _snap(values: np.ndarray) -> np.ndarray:
@@ -121,39 +181,3 @@ def _snap(values: np.ndarray) -> np.ndarray:
     for 1) to it, so that plain sums and copies are recognised as such."""
     nearest = np.round(values)
     return np.where(np.abs(values - nearest) <= 1e-6 * max(1.0, float(np.abs(values).max())), nearest, values)
-
-
-class General:
-    """Any weight: for each output channel, every input channel of its group, tap by tap, on a
-    planar copy of the strip (one 2-D plane per channel, so each pass is a long 2-D view)."""
-
-    def __init__(self, weight: np.ndarray, groups: int) -> None:
-        out_channels, group_in, _, _ = weight.shape
-        group_out = out_channels // groups
-        self.taps = []
-        for o in range(out_channels):
-            g = o // group_out
-            self.taps.append(
-                [
-                    (g * group_in + c, (i, j), np.float32(w))
-                    for c in range(group_in)
-                    for (i, j), w in np.ndenumerate(weight[o, c])
-                    if w != 0
-                ]
-            )
-
-    def __call__(self, strip, out, steps, dilation, scratch: Scratch) -> None:
-        """Compute ``out`` (n, W, O) from the interleaved ``strip`` (R, Wp, C)."""
-        n, width, _ = out.shape
-        (sy, sx), (dy, dx) = steps, dilation
-        planes = scratch.get("planes", (strip.shape[2], *strip.shape[:2]))
-        np.copyto(planes, strip.transpose(2, 0, 1))
-        acc = scratch.get("acc", (n, width))
-        tmp = scratch.get("tmp", (n, width))
-        for o, taps in enumerate(self.taps):
-            terms = (
-                (w, planes[c, i * dy : i * dy + (n - 1) * sy + 1 : sy, j * dx : j * dx + (width - 1) * sx + 1 : sx])
-                for c, (i, j), w in taps
-            )
-            accumulate(acc, terms, tmp)
-            out[..., o] = acc

@@ -1,0 +1,174 @@
+"""Plans for weights that do not factor into one spatial kernel: tap by tap.
+
+- ``General``: for each output channel, every input channel of its group, tap by tap, on planar
+  copies of the strip: the cheapest when each output reads few channels (a bank of different
+  depthwise kernels, a 3→3 layer).
+- ``TapMatmul``: for each tap, the shifted view of all channels times the tap's ``C/g × O/g``
+  matrix, one BLAS product per tap: the cheapest when outputs mix many channels (a trained layer).
+- ``Gather``: the same products on views gathered from the image by index, for a kernel whose
+  reach is so much larger than the image (a dilation of 10,000) that loading padded strips would
+  cost more than the taps themselves; taps that read only zero padding are skipped.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .geometry import source_index
+from .spatial import Scratch, accumulate
+
+
+class Plan:
+    """What every plan tells the strip loop: the dtype a strip is loaded as, whether all output
+    channels are one channel copied (``replicated``), how many output rows a strip wants given
+    the rows a byte budget allows, and how to compute a block of output rows."""
+
+    strip_dtype = np.float32
+    replicated = False
+
+    def strip_rows(self, conv, rows: int) -> int:
+        """Output rows per strip, from the ``rows`` that the strip budget allows."""
+        return rows
+
+    def compute(self, conv, r0: int, n: int, out: np.ndarray, scratch: Scratch, collapse: bool = False) -> None:
+        """Compute output rows ``r0 … r0+n-1`` of ``conv`` into ``out`` (n, W', O) from its padded strip."""
+        strip = conv.load(r0, n, scratch, self.strip_dtype)
+        self(strip, out, conv.geometry.stride, conv.geometry.dilation, scratch, collapse)
+
+    def __call__(self, strip, out, stride, dilation, scratch: Scratch, collapse: bool = False) -> None:
+        raise NotImplementedError
+
+
+class General(Plan):
+    """Any weight: for each output channel, every input channel of its group, tap by tap, on a
+    planar copy of the strip (one 2-D plane per channel, so each pass is a long 2-D view)."""
+
+    def __init__(self, weight: np.ndarray, groups: int) -> None:
+        out_channels, group_in, _, _ = weight.shape
+        group_out = out_channels // groups
+        # per output channel: the input channel, row, column and weight of each non-zero tap
+        self.taps = []
+        for o in range(out_channels):
+            c, i, j = np.nonzero(weight[o])
+            self.taps.append((c + (o // group_out) * group_in, i, j, weight[o][c, i, j].astype(np.float32)))
+        self.cost = 2 * sum(len(w) for *_, w in self.taps) + groups * group_in  # passes of one channel
+
+    def __call__(self, strip, out, stride, dilation, scratch: Scratch, collapse: bool = False) -> None:
+        """Compute ``out`` (n, W', O) from the interleaved ``strip`` (R, Wp, C)."""
+        n, width, _ = out.shape
+        (sy, sx), (dy, dx) = stride, dilation
+        planes = scratch.get("planes", (strip.shape[2], *strip.shape[:2]))
+        np.copyto(planes, strip.transpose(2, 0, 1))
+        acc = scratch.get("acc", (n, width))
+        tmp = scratch.get("tmp", (n, width))
+        for o, (channels, rows, cols, weights) in enumerate(self.taps):
+            terms = (
+                (w, planes[c, i * dy : i * dy + (n - 1) * sy + 1 : sy, j * dx : j * dx + (width - 1) * sx + 1 : sx])
+                for c, i, j, w in zip(channels, rows, cols, weights, strict=True)
+            )
+            accumulate(acc, terms, tmp)
+            out[..., o] = acc
+
+
+class TapMatmul(Plan):
+    """Any weight as one channel-mixing product per tap: ``out += view(i, j) @ W[:, :, i, j]ᵀ``
+    per group. With ``finite`` False (the image holds NaN or infinity) each product is made of
+    the non-zero weights only, so that a non-finite pixel reaches exactly the outputs whose
+    non-zero taps read it, as with every other plan."""
+
+    def __init__(self, weight: np.ndarray, groups: int, finite: bool = True) -> None:
+        out_channels, group_in, kh, kw = weight.shape
+        self.groups, self.group_in, self.group_out = groups, group_in, out_channels // groups
+        # matrices[i, j, g] is the (C/g, O/g) matrix of tap (i, j) in group g
+        per_group = weight.reshape(groups, self.group_out, group_in, kh, kw)
+        self.matrices = np.ascontiguousarray(per_group.transpose(3, 4, 0, 2, 1), np.float32)
+        self.weight = weight
+        self.live = [(i, j) for i in range(kh) for j in range(kw) if np.any(self.matrices[i, j])]
+        self.finite = finite
+        channels = groups * group_in
+        # in General's units (one pass over one channel), as measured on 1–12 MP: per tap, a fixed
+        # part, the copy in and the add out of every channel, and a product's own call per group
+        self.cost = len(self.live) * (10 + 2 * (channels + out_channels) + 4 * groups)
+
+    def __call__(self, strip, out, stride, dilation, scratch: Scratch, collapse: bool = False) -> None:
+        """Compute ``out`` (n, W', O) from the interleaved ``strip`` (R, Wp, C)."""
+        n, width, _ = out.shape
+        (sy, sx), (dy, dx) = stride, dilation
+        for k, (i, j) in enumerate(self.live):
+            view = strip[i * dy : i * dy + (n - 1) * sy + 1 : sy, j * dx : j * dx + (width - 1) * sx + 1 : sx]
+            self.product(view, i, j, out, scratch, first=k == 0)
+        if not self.live:
+            out.fill(0)
+
+    def product(self, view: np.ndarray, i: int, j: int, out: np.ndarray, scratch: Scratch, first: bool) -> None:
+        """``out`` (n, W', O) is set to (``first``) or incremented by tap (i, j) applied to
+        ``view`` (n, W', C), the input samples that tap reads."""
+        n, width, _ = view.shape
+        g, cg, og = self.groups, self.group_in, self.group_out
+        if not self.finite:
+            tmp = scratch.get("pair_tmp", (n, width))
+            for o in range(out.shape[2]):
+                group = o // og
+                terms = [(w, view[..., group * cg + c]) for c, w in enumerate(self.matrices[i, j, group, :, o % og])]
+                terms = [(np.float32(w), v) for w, v in terms if w != 0]
+                if first:
+                    accumulate(out[..., o], terms, tmp)
+                else:
+                    for w, v in terms:
+                        np.multiply(v, w, out=tmp)
+                        np.add(out[..., o], tmp, out=out[..., o])
+            return
+        source = scratch.get("tap_in", (n, width, cg))
+        product = scratch.get("tap_out", (n * width, og))
+        for group in range(g):
+            np.copyto(source, view[..., group * cg : (group + 1) * cg])
+            np.matmul(source.reshape(n * width, cg), self.matrices[i, j, group], out=product)
+            target = out[..., group * og : (group + 1) * og]
+            if first:
+                np.copyto(target, product.reshape(n, width, og))
+            else:
+                np.add(target, product.reshape(n, width, og), out=target)
+
+
+class Gather(Plan):
+    """Tap products on samples gathered from the image by index, never a padded strip: for a
+    reach far beyond the image, where a strip would be mostly padding. Work is one gather and
+    one product per tap that reads the image; with zero padding, taps that read only padding
+    are skipped."""
+
+    def __init__(self, weight: np.ndarray, groups: int, finite: bool) -> None:
+        self.taps = TapMatmul(weight, groups, finite)
+        self.cost = 0.0
+
+    def strip_rows(self, conv, rows: int) -> int:
+        """As many rows as the strip budget allows for the gathered rows and their products."""
+        _, width, channels = conv.x.shape
+        row_bytes = 4 * max(width * channels, conv.shape[1] * max(channels, conv.out_channels))
+        return max(1, (1 << 21) // row_bytes)
+
+    def compute(self, conv, r0: int, n: int, out: np.ndarray, scratch: Scratch, collapse: bool = False) -> None:
+        """Compute output rows ``r0 … r0+n-1`` of ``conv`` into ``out`` (n, W', O) from its image."""
+        x, geo, mode = conv.x, conv.geometry, conv.padding_mode
+        height, width, channels = x.shape
+        (sy, sx), (dy, dx) = geo.stride, geo.dilation
+        out_rows = np.arange(r0, r0 + n) * sy - geo.top
+        out_cols = np.arange(out.shape[1]) * sx - geo.left
+        first = True
+        for i in sorted({i for i, _ in self.taps.live}):
+            rows = source_index(out_rows + i * dy, height, mode)
+            if np.all(rows < 0):
+                continue
+            block = scratch.get("rows", (n, width, channels))
+            np.copyto(block, x[np.maximum(rows, 0)], casting="unsafe")
+            block[rows < 0] = 0
+            for j in (j for ii, j in self.taps.live if ii == i):
+                cols = source_index(out_cols + j * dx, width, mode)
+                if np.all(cols < 0):
+                    continue
+                view = scratch.get("view", (n, len(cols), channels))
+                np.take(block, np.maximum(cols, 0), axis=1, out=view)
+                view[:, cols < 0] = 0
+                self.taps.product(view, i, j, out, scratch, first)
+                first = False
+        if first:
+            out.fill(0)
