@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from .channels import MAX_CHANNELS
 from .errors import UsageError
 
 
@@ -109,10 +110,10 @@ def _image_size(value: str) -> tuple[int, int]:
 
 
 @click.command("params")
-@click.option("--in-channels", type=click.IntRange(min=1), required=True, help="Input channels C.")
-@click.option("--out-channels", type=click.IntRange(min=1), required=True, help="Output channels O.")
+@click.option("--in-channels", type=click.IntRange(1, MAX_CHANNELS), required=True, help="Input channels C.")
+@click.option("--out-channels", type=click.IntRange(1, MAX_CHANNELS), required=True, help="Output channels O.")
 @click.option("--kernel-size", required=True, metavar="K[xK]", help="Kernel size: 3 or 3x5.")
-@click.option("--groups", type=click.IntRange(min=1), default=1, show_default=True, help="Groups G.")
+@click.option("--groups", type=click.IntRange(1, MAX_CHANNELS), default=1, show_default=True, help="Groups G.")
 @click.option("--bias", is_flag=True, help="The layer has a bias (one per output channel).")
 @click.option("--size", metavar="WxH", help="Image size, for the multiply-add count (stride 1, same padding).")
 @click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")

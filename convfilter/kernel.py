@@ -183,12 +183,13 @@ def parse_kernel(
         weights = np.asarray(data["weights"], np.float64)
     else:
         generator, resolved_params, weights = _run_generator(data["generator"], params or {}, where)
-    weights = weights * settings.pop("scale") / settings.pop("divisor")
-    if settings.pop("normalize"):
-        weights = _normalize(weights, where)
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is refused just below
+        weights = weights * settings.pop("scale") / settings.pop("divisor")
+        if settings.pop("normalize"):
+            weights = _normalize(weights, where)
     return Kernel(
         source=where,
-        weights=weights.astype(np.float32),
+        weights=_float32(weights, where),
         generator=generator,
         params=tuple(resolved_params.items()),
         **settings,
@@ -202,16 +203,26 @@ def kernel_from_array(array: np.ndarray, name: str, source: str) -> Kernel:
         raise KernelError(f"{source}: holds {array.dtype} values; a kernel holds integers or floats")
     if array.ndim not in (2, 4):
         raise KernelError(f"{source}: has shape {array.shape}; give a 2-D [kh, kw] or 4-D [O, C/g, kh, kw] array")
-    if array.size == 0 or not np.all(np.isfinite(array)):
+    if array.size == 0:
         raise KernelError(f"{source}: the weights must be finite numbers and not empty")
     if max(array.shape[-2:]) > MAX_SIZE:
         raise KernelError(f"{source}: {array.shape[-2]}×{array.shape[-1]} is larger than {MAX_SIZE}×{MAX_SIZE}")
     return Kernel(
         name=name,
         source=source,
-        weights=array.astype(np.float32),
+        weights=_float32(array, source),
         mix="depthwise" if array.ndim == 2 else "infer",
     )
+
+
+def _float32(weights: np.ndarray, where: str) -> np.ndarray:
+    """The weights as float32, refused if any is not finite there (NaN, infinity, or beyond
+    float32's range: 1e39 would become infinity and every result NaN or infinite)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        weights = np.asarray(weights).astype(np.float32)
+    if not np.all(np.isfinite(weights)):
+        raise KernelError(f"{where}: the weights must be finite numbers within float32's range (±3.4e38)")
+    return weights
 
 
 def _normalize(weights: np.ndarray, where: str) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .channels import check_groups, common_divisors
+from .channels import check_groups, common_divisors, listing
 from .errors import UsageError
 
 
@@ -110,7 +110,7 @@ def describe_counts(counts: dict) -> str:
     if groups != 1:
         others.append(f"dense would be {dense}")
     if len(counts["valid_groups"]) > 1:
-        others.append(f"groups=g gives {dense}/g for g in {', '.join(map(str, counts['valid_groups']))}")
+        others.append(f"groups=g gives {dense}/g for g in {listing(counts['valid_groups'])}")
     line = f"parameters: {counts['weights']} weights + {counts['bias']} bias = {counts['parameters']}"
     return line + (f"  ({'; '.join(others)})" if others else "")
 

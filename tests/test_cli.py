@@ -518,7 +518,7 @@ def test_npy_two_d_kernel_is_depthwise(tmp_path):
         ("rank3", "has shape (2, 3, 3); give a 2-D [kh, kw] or 4-D [O, C/g, kh, kw] array"),
         ("object", "not a readable .npy array"),
         ("groups", "the weight takes 2 channels per group, which does not divide the image's 3 channels"),
-        ("nan", "the weights must be finite numbers and not empty"),
+        ("nan", "the weights must be finite numbers within float32's range"),
     ],
 )
 def test_bad_npy_kernels(tmp_path, content, message):

@@ -118,7 +118,7 @@ class Convolution:
     def strip_rows(self) -> int:
         """Output rows per strip."""
         row_bytes = 4 * self.padded_width * max(1, self.x.shape[2], self.out_channels) * self.geometry.stride[0]
-        return self.plan.strip_rows(self, max(4, STRIP_BYTES // row_bytes))
+        return self.plan.strip_rows(self, max(1, STRIP_BYTES // row_bytes))
 
     @property
     def replicated(self) -> bool:
