@@ -180,7 +180,12 @@ def pixel_dtype(input_dtype: np.dtype, fmt: str) -> np.dtype:
 
 
 def to_pixels(
-    result: np.ndarray, dtype: np.dtype, range_policy: str, scale: float = 1.0, out: np.ndarray | None = None
+    result: np.ndarray,
+    dtype: np.dtype,
+    range_policy: str,
+    scale: float = 1.0,
+    out: np.ndarray | None = None,
+    finite: bool = True,
 ) -> np.ndarray:
     """Turn a float result into pixels of ``dtype`` by ``range_policy``.
 
@@ -188,10 +193,13 @@ def to_pixels(
     takes the absolute value first; ``offset`` adds half the range so that 0 is mid-grey;
     ``normalize`` stretches the result's min..max to the full range. ``scale`` multiplies the
     result first (1/257 to write a 16-bit result as 8 bits). A float ``dtype`` is never clipped.
-    With ``out``, the pixels are written there and ``result`` is used as scratch space.
+    With ``out``, the pixels are written there and ``result`` is used as scratch space. Unless
+    ``finite`` (the result may hold NaN: the image did), NaN becomes 0 and infinities saturate.
 
     >>> to_pixels(np.array([-3.5, 0.5, 1.5, 300.0], np.float32), np.uint8, "clip").tolist()
     [0, 0, 2, 255]
+    >>> to_pixels(np.array([np.nan, np.inf, -np.inf], np.float32), np.uint8, "offset", finite=False).tolist()
+    [128, 255, 0]
     """
     dtype = np.dtype(dtype)
     if dtype.kind == "f":
@@ -199,6 +207,8 @@ def to_pixels(
     else:
         top = float(np.iinfo(dtype).max)
         values = result if out is not None else result.copy()
+        if not finite:
+            np.nan_to_num(values, copy=False, nan=0.0)
         if scale != 1:
             values *= np.float32(scale)
         if range_policy == "abs":
@@ -211,9 +221,11 @@ def to_pixels(
             values *= np.float32(top / (high - low) if high > low else 0.0)
         np.rint(values, out=values)
         np.clip(values, 0, top, out=values)
-    if out is None:
-        return values.astype(dtype)
-    np.copyto(out, values, casting="unsafe")
+    # a NaN that sums beyond float32's range made (inf - inf) has no pixel value: the cast is quiet
+    with np.errstate(invalid="ignore"):
+        if out is None:
+            return values.astype(dtype)
+        np.copyto(out, values, casting="unsafe")
     return out
 
 

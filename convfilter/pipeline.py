@@ -90,15 +90,15 @@ def filter_pixels(
         if whole:
             floats[rows] = block
         elif collapse:
-            pixels = to_pixels(block, dtype, kernel.range, scale, out=np.empty(block.shape, dtype))
+            pixels = to_pixels(block, dtype, kernel.range, scale, np.empty(block.shape, dtype), conv.finite)
             for c in range(out.shape[2]):
                 out[rows, :, c] = pixels[..., 0]
         else:
-            to_pixels(block, dtype, kernel.range, scale, out=out[rows])
+            to_pixels(block, dtype, kernel.range, scale, out[rows], conv.finite)
 
     conv.run_into(sink, collapse=collapse)
     if whole:
-        out = to_pixels(floats, dtype, kernel.range, scale)
+        out = to_pixels(floats, dtype, kernel.range, scale, finite=conv.finite)
     if alpha is not None and fmt != "npy" and out.shape[2] in (1, 3):
         out = _attach_alpha(out, alpha, conv, dtype, scale)
     return out, layer
@@ -122,7 +122,7 @@ def _attach_alpha(out: np.ndarray, alpha: np.ndarray, conv: Convolution, dtype: 
     cols = np.clip(np.arange(geo.out_width) * sx - geo.left + dx * ((kw - 1) // 2), 0, alpha.shape[1] - 1)
     kept = alpha[rows][:, cols]
     if kept.dtype != dtype:
-        kept = to_pixels(kept.astype(np.float32), dtype, "clip", scale)
+        kept = to_pixels(kept.astype(np.float32), dtype, "clip", scale, finite=conv.finite)
     if out.shape[2] == 1:
         out = np.repeat(out, 3, axis=2)  # gray + alpha is written as RGBA, which every format with alpha holds
     return np.concatenate([out, kept], axis=2)

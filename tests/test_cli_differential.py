@@ -128,3 +128,18 @@ def test_installed_command_gives_pytorchs_pixels(convfilter_command, odd_images,
         return
     assert done.returncode == 0, done.stderr
     assert_rounded_equal(np.asarray(Image.open(out).convert("RGB")), expected, np.uint8)
+
+
+def test_non_finite_pixels_become_pixels_quietly(convfilter_command, tmp_path):
+    # NaN has no pixel value: 0; infinities saturate; no warning reaches standard error
+    x = np.full((9, 10, 3), 100.0, np.float32)
+    x[2, 2, 0], x[6, 6, 1], x[4, 8, 2] = np.nan, np.inf, -np.inf
+    np.save(tmp_path / "x.npy", x)
+    done = subprocess.run(
+        [convfilter_command, "identity", tmp_path / "x.npy", "-o", tmp_path / "out.png", "-q"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert (done.returncode, done.stderr) == (0, "")
+    expected = np.full((9, 10, 3), 100, np.uint8)
+    expected[2, 2, 0], expected[6, 6, 1], expected[4, 8, 2] = 0, 255, 0
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out.png")), expected)

@@ -66,11 +66,14 @@ class Convolution:
         self.out_channels, _, kh, kw = weight.shape
         self.kernel_size = (kh, kw)
         self.geometry = geo = geometry(height, width, (kh, kw), stride, padding, dilation)
+        # NaN, infinities and float64 values beyond float32's range (infinite once loaded) call for
+        # plans that skip zero weights; min and max are NaN if any value is
+        top = float(np.finfo(np.float32).max)
+        self.finite = self.x.dtype.kind != "f" or not self.x.size or bool(-top <= self.x.min() <= self.x.max() <= top)
         if channels == 0:
             self.out_channels, self.plan = 0, _NoChannels()
         else:
-            finite = self.x.dtype.kind != "f" or bool(np.isfinite(self.x).all())
-            self.plan = make_plan(weight, self.groups, self.x.shape, geo, self.x.dtype == np.uint8, finite)
+            self.plan = make_plan(weight, self.groups, self.x.shape, geo, self.x.dtype == np.uint8, self.finite)
         self.shape = (geo.out_height, geo.out_width, self.out_channels)
 
     @property
@@ -131,11 +134,13 @@ class Convolution:
     def compute(self, r0: int, n: int, out: np.ndarray, scratch: Scratch, collapse: bool = False) -> None:
         """Compute output rows ``r0 … r0+n-1`` into ``out`` (n, W', O), or (n, W', 1) with
         ``collapse``."""
-        self.plan.compute(self, r0, n, out, scratch, collapse)
-        if self.bias is not None:
-            for o, b in enumerate(self.bias[: out.shape[2]]):
-                if b:
-                    out[..., o] += b
+        # NaN and infinities in, or sums beyond float32's range, are results as in PyTorch, not faults
+        with np.errstate(invalid="ignore", over="ignore"):
+            self.plan.compute(self, r0, n, out, scratch, collapse)
+            if self.bias is not None:
+                for o, b in enumerate(self.bias[: out.shape[2]]):
+                    if b:
+                        out[..., o] += b
 
     def _starts(self, strip_rows: int | None) -> list[tuple[int, int]]:
         rows = strip_rows or self.strip_rows
