@@ -27,6 +27,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from planning import planning_table  # beside this script, which Python puts on the path
 
 from convfilter import convolve
 
@@ -337,6 +338,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"Machine: {machine()}")
         print(f"Test photo: samples/astronaut.png resized to {width}×{height}, RGB uint8 in, float32 out.\n")
         print("\n".join(engine_table(x, args.repeat)))
+        print("\nPlanning, and kernels far larger than usual (the photo, reflect borders):\n")
+        print("\n".join(planning_table(x, args.repeat)))
         print(f"\nWhole command, {width}×{height} JPEG in and out, 3×3 edge:\n")
         print("\n".join(command_table(photo, folder, args.repeat)))
         count, batch_width, batch_height = (int(v) for v in args.batch.lower().split("x"))

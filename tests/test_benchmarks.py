@@ -20,6 +20,8 @@ def test_suite_runs_on_a_tiny_photo():
     assert out.startswith("Machine: ") and "Test photo: samples/astronaut.png resized to 96×64" in out
     for case in ("depthwise 3×3 (sharpen)", "dense 3→3 3×3 (edge)", "depthwise 31×31 random"):
         assert f"| {case} |" in out
+    for case in ("layer 256→256 3×3, 4×4 image", "Gaussian σ=42, 255×255", "sharpen 3×3, dilation 10000"):
+        assert f"| {case} |" in out
     assert "| convfilter edge |" in out
     assert "| convfilter edge DIR -o OUT |" in out and "(4 photos, 64×48 JPEG)" in out
     # every engine row names a relative difference from OpenCV, and it is float32 rounding

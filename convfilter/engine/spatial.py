@@ -16,6 +16,7 @@ Each has a ``cost``, in passes over the strip, measured on a 12 MP photo; the ch
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 
@@ -64,20 +65,27 @@ def _taps(weights: np.ndarray, dtype) -> list[tuple[tuple[int, int], np.generic]
     return taps
 
 
-def _passes(taps) -> int:
-    """Passes over the strip that ``taps`` cost: a multiply and an add, or one add for ±1."""
-    return sum(1 if abs(float(w)) == 1 else 2 for _, w in taps)
+def _passes(weights: np.ndarray) -> int:
+    """Passes over the strip that the taps of ``weights`` cost: a multiply and an add, or one
+    add for ±1 (zero taps are skipped)."""
+    nonzero = weights[weights != 0]
+    return 2 * nonzero.size - int(np.count_nonzero(np.abs(nonzero) == 1))
 
 
 class Direct:
-    """Tap by tap: ``kh·kw`` passes (all-zero taps skipped)."""
+    """Tap by tap: ``kh·kw`` passes (all-zero taps skipped). The list of taps is made when first
+    used, so that weighing this method against others costs no Python loop over a large kernel."""
 
     strip_dtype = np.float32
 
     def __init__(self, kernel: np.ndarray) -> None:
         self.kernel = kernel
-        self.taps = _taps(kernel, np.float32)
-        self.cost = _passes(self.taps)
+        self.cost = _passes(kernel)
+
+    @functools.cached_property
+    def taps(self) -> list[tuple[tuple[int, int], np.generic]]:
+        """The non-zero taps, as ((i, j), weight)."""
+        return _taps(self.kernel, np.float32)
 
     def _terms(self, strip, out_shape, row_step, dilation):
         """(weight, view) for each tap: the strip flattened to (R, Wp·C), shifted by the tap."""
@@ -107,9 +115,14 @@ class IntegerDirect(Direct):
     def __init__(self, kernel: np.ndarray, scale: float, whole: np.ndarray) -> None:
         self.kernel = kernel
         self.scale = np.float32(scale)
-        self.taps = _taps(whole, np.int16)
+        self.whole = whole
         # measured: an int16 pass costs 0.65 of a float32 one, the final conversion included
-        self.cost = 0.65 * _passes(self.taps)
+        self.cost = 0.65 * _passes(whole)
+
+    @functools.cached_property
+    def taps(self) -> list[tuple[tuple[int, int], np.generic]]:
+        """The non-zero taps of the whole-number kernel, as ((i, j), weight)."""
+        return _taps(self.whole, np.int16)
 
     @classmethod
     def for_kernel(cls, kernel: np.ndarray) -> IntegerDirect | None:

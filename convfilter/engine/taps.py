@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .geometry import source_index
@@ -44,14 +46,20 @@ class General(Plan):
     planar copy of the strip (one 2-D plane per channel, so each pass is a long 2-D view)."""
 
     def __init__(self, weight: np.ndarray, groups: int) -> None:
-        out_channels, group_in, _, _ = weight.shape
-        group_out = out_channels // groups
-        # per output channel: the input channel, row, column and weight of each non-zero tap
-        self.taps = []
+        self.weight, self.groups = weight, groups
+        self.cost = 2 * int(np.count_nonzero(weight)) + weight.shape[1] * groups  # passes of one channel
+
+    @functools.cached_property
+    def taps(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        """Per output channel: the input channel, row, column and weight of each non-zero tap
+        (made when first used: weighing this plan against another needs only its cost)."""
+        out_channels, group_in, _, _ = self.weight.shape
+        group_out = out_channels // self.groups
+        taps = []
         for o in range(out_channels):
-            c, i, j = np.nonzero(weight[o])
-            self.taps.append((c + (o // group_out) * group_in, i, j, weight[o][c, i, j].astype(np.float32)))
-        self.cost = 2 * sum(len(w) for *_, w in self.taps) + groups * group_in  # passes of one channel
+            c, i, j = np.nonzero(self.weight[o])
+            taps.append((c + (o // group_out) * group_in, i, j, self.weight[o][c, i, j].astype(np.float32)))
+        return taps
 
     def __call__(self, strip, out, stride, dilation, scratch: Scratch, collapse: bool = False) -> None:
         """Compute ``out`` (n, W', O) from the interleaved ``strip`` (R, Wp, C)."""
