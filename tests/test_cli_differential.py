@@ -78,6 +78,30 @@ def test_filter_pixels_gives_pytorchs_pixels(seed):
         assert_rounded_equal(got, expected, cfg.x.dtype)
 
 
+@pytest.mark.parametrize(
+    ("args", "image"),
+    [(["box", "-p", "size=2", "--stride", "3"], "coffee.png"), (["identity", "--stride", "2"], "camera.png")],
+    ids=["box-2-stride-3", "identity-stride-2"],
+)
+def test_the_commands_that_crashed_give_pytorchs_pixels(convfilter_command, tmp_path, args, image):
+    done = subprocess.run(
+        [convfilter_command, args[0], SAMPLES / image, "-o", tmp_path / "out.png", "-q", *args[1:]],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert (done.returncode, done.stderr) == (0, "")
+    x = np.asarray(Image.open(SAMPLES / image))
+    x = x[..., None] if x.ndim == 2 else x
+    params = dict(a.split("=") for a in args[2:3]) if args[1] == "-p" else {}
+    kernel = load_kernel(args[0], params)
+    layer = kernel.layer(x.shape[2])
+    cfg = Config(
+        x=x, weight=layer.weight.astype(np.float64), bias=layer.bias, stride=int(args[-1]), padding="same",
+        dilation=1, groups=layer.groups, mode=kernel.padding, flip=False, threads=2, strip_rows=None, form="random",
+    )  # fmt: skip
+    got = np.asarray(Image.open(tmp_path / "out.png"))
+    assert_rounded_equal(got.reshape(*got.shape[:2], -1), reference(cfg), np.uint8)
+
+
 @pytest.fixture(scope="module")
 def odd_images(tmp_path_factory):
     """The cat as PNG (451×300 upright: 300 wide, 451 high), a 37×1 column and a 1×53 row."""
