@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from .errors import ConvFilterError, UsageError
-from .imageio import FORMATS
 from .kernel import Kernel
+from .options import FORMATS
 from .pipeline import Options, filter_file
 
 # what OpenCV (and so convfilter) reads, by extension, lower case

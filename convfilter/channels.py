@@ -10,7 +10,6 @@ import operator
 
 from .errors import UsageError
 
-PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 # The most channels a layer may count: listing the divisors of up to 2^40 takes a second at most.
 MAX_CHANNELS = 2**40
 

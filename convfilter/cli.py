@@ -16,8 +16,9 @@ import click
 
 from . import __version__
 from .checks import DEFAULT_MAX_PIXELS, Limits
-from .commands import gallery_command, list_command, params_command, parse_mix, parse_params, show_command
+from .commands import gallery_command, list_command, params_command, show_command
 from .errors import ConvFilterError, UsageError
+from .options import ALPHAS, BORDERS, FORMATS, RANGES, mix_options, param_option, parse_mix, parse_params
 
 EXIT_INTERRUPTED = 130
 SUBCOMMANDS_HELP = """\b
@@ -116,26 +117,20 @@ def cli() -> None:
 @click.argument("kernel_ref", metavar="KERNEL")
 @click.argument("inputs", metavar="[INPUT]...", nargs=-1)
 @click.option("-o", "--output", help="Output file (format from its extension), or - for standard output.")
-@click.option("-g", "--groups", type=click.IntRange(min=1), help="Split the channels into G groups (PyTorch's groups).")
-@click.option("--depthwise", is_flag=True, help="Filter each channel on its own (groups = channels).")
-@click.option("--dense", is_flag=True, help="Every output channel sums all input channels (groups = 1).")
-@click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE", help="A generator parameter.")
-@click.option(
-    "--padding",
-    type=click.Choice(["zeros", "reflect", "replicate", "circular", "valid"]),
-    help="Border handling; valid: no padding, a smaller output.",
-)
+@mix_options
+@param_option
+@click.option("--padding", type=click.Choice(BORDERS), help="Border handling; valid: no padding, a smaller output.")
 @click.option("--stride", type=click.IntRange(min=1), help="Keep every N-th row and column.")
 @click.option("--dilation", type=click.IntRange(min=1), help="Spacing between kernel taps.")
 @click.option("--flip/--no-flip", default=None, help="Mathematical convolution (kernel rotated 180°).")
 @click.option(
     "--range",
     "range_policy",
-    type=click.Choice(["clip", "abs", "normalize", "offset"]),
+    type=click.Choice(RANGES),
     help="Float to pixels.",
 )
-@click.option("--alpha", type=click.Choice(["keep", "filter"]), help="Keep alpha aside, or filter it too.")
-@click.option("--format", "fmt", help="Output format for standard output (png, jpg, webp, bmp, tiff, npy).")
+@click.option("--alpha", type=click.Choice(ALPHAS), help="Keep alpha aside, or filter it too.")
+@click.option("--format", "fmt", help=f"Output format for standard output ({', '.join(FORMATS)}).")
 @click.option("--quality", type=click.IntRange(0, 100), default=95, show_default=True, help="JPEG/WebP quality.")
 @click.option("--compression", type=click.IntRange(0, 9), help="PNG compression level (default OpenCV's, 1).")
 @click.option(
@@ -163,7 +158,7 @@ def filter_command(
     INPUT is an image file or - for standard input; with no INPUT, a piped standard input is read.
     """
     from . import library
-    from .imageio import FORMATS, output_format, read_bytes, write_atomic
+    from .imageio import output_format, read_bytes, write_atomic
     from .pipeline import Options, filter_bytes, filter_file
 
     kernel = library.load_kernel(kernel_ref, parse_params(params)).with_options(
@@ -236,7 +231,6 @@ def _batch(
 ) -> int:
     """Several inputs, or a folder, into the folder OUTPUT: one line per failure, a summary last."""
     from . import batch
-    from .imageio import FORMATS
 
     if "-" in inputs:
         raise UsageError("standard input (-) cannot be one of several inputs")
@@ -314,7 +308,7 @@ def _run_batch(planned, outdir, kernel, options, jobs, connection, fail_fast, as
     return 1 if counts["failed"] else 0
 
 
-_SUFFIXES = tuple(f".{ext}" for ext in ("png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff", "npy"))
+_SUFFIXES = tuple(f".{ext}" for ext in FORMATS)
 
 
 def _rate(counts: dict, start: float) -> str:

@@ -11,16 +11,7 @@ import click
 
 from .channels import MAX_CHANNELS
 from .errors import UsageError
-
-
-def parse_params(values: tuple[str, ...]) -> dict[str, str]:
-    params = {}
-    for item in values:
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            raise UsageError(f"option -p: expected NAME=VALUE, got {item!r}")
-        params[name.strip()] = value.strip()
-    return params
+from .options import mix_options, param_option, parse_mix, parse_params
 
 
 @click.command("list")
@@ -50,11 +41,9 @@ def list_command(as_json: bool) -> None:
 
 @click.command("show")
 @click.argument("kernel_ref", metavar="KERNEL")
-@click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE", help="A generator parameter.")
+@param_option
 @click.option("--channels", type=click.IntRange(min=1), default=3, show_default=True, help="Image channels C.")
-@click.option("-g", "--groups", type=click.IntRange(min=1), help="Split the channels into G groups.")
-@click.option("--depthwise", is_flag=True, help="Each channel on its own (groups = channels).")
-@click.option("--dense", is_flag=True, help="Every output channel sums all inputs (groups = 1).")
+@mix_options
 @click.option("--json", "as_json", is_flag=True, help="Print the kernel as JSON.")
 @click.option("--plot", "plot_path", metavar="FILE.png", help="Also draw the weights as a picture.")
 def show_command(kernel_ref, params, channels, groups, depthwise, dense, as_json, plot_path) -> None:
@@ -87,12 +76,6 @@ def gallery_command(image_path, output, width, columns) -> None:
     if not Path(output).parent.is_dir():
         raise UsageError(f"output {output}: the folder {Path(output).parent} does not exist")
     write_atomic(output, encode_image(gallery(read_image(image_path).pixels, width, columns), fmt))
-
-
-def parse_mix(groups: int | None, depthwise: bool, dense: bool) -> str | int | None:
-    if sum(bool(x) for x in (groups, depthwise, dense)) > 1:
-        raise UsageError("options --groups, --depthwise and --dense exclude each other; give one")
-    return groups or ("depthwise" if depthwise else "dense" if dense else None)
 
 
 def _kernel_size(value: str) -> tuple[int, int]:

@@ -16,18 +16,8 @@ import numpy as np
 from .checks import Limits, check_size, is_truncated, truncated_error
 from .errors import ImageError, UsageError
 from .metadata import Metadata, add_metadata, apply_orientation, count_frames, might_have_metadata, read_metadata
+from .options import FORMATS
 
-# output extension -> the format it writes
-FORMATS = {
-    "png": "png",
-    "jpg": "jpeg",
-    "jpeg": "jpeg",
-    "webp": "webp",
-    "bmp": "bmp",
-    "tif": "tiff",
-    "tiff": "tiff",
-    "npy": "npy",
-}
 _SIGNATURES = (
     (b"\x89PNG\r\n\x1a\n", "png"),
     (b"\xff\xd8\xff", "jpeg"),

@@ -8,10 +8,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .channels import PADDING_MODES, check_groups
+from .channels import check_groups
 from .errors import KernelError, UsageError
 from .generators import GENERATORS, MAX_SIZE
-from .kernelfile import ALPHAS, RANGES, check_generator, check_mapping, pair_field
+from .kernelfile import check_generator, check_mapping, pair_field
+from .options import ALPHAS, BORDERS, RANGES
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ class Kernel:
         }
         if isinstance(mix, int) and (isinstance(mix, bool) or mix < 1):
             raise UsageError(f"option --groups: must be a positive integer, got {mix}")
-        for field, choices in (("padding", (*PADDING_MODES, "valid")), ("range", RANGES), ("alpha", ALPHAS)):
+        for field, choices in (("padding", BORDERS), ("range", RANGES), ("alpha", ALPHAS)):
             if changes[field] is not None and changes[field] not in choices:
                 raise UsageError(f"option --{field}: {changes[field]!r} is not one of {', '.join(choices)}")
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import math
 
-from .channels import PADDING_MODES
 from .errors import KernelError
 from .generators import GENERATORS, MAX_SIZE
+from .options import ALPHAS, COMBINES, MIXES, PADDING_MODES, RANGES, int_pair
 
 FIELDS = [
     "name",
@@ -28,11 +28,6 @@ FIELDS = [
     "range",
     "alpha",
 ]
-MIXES = ("depthwise", "dense")
-COMBINES = ("none", "magnitude", "max", "sum")
-RANGES = ("clip", "abs", "normalize", "offset")
-ALPHAS = ("keep", "filter")
-RESERVED_NAMES = ("list", "show", "params", "gallery")
 
 
 def parse_weights(value: object, where: str) -> list:
@@ -111,10 +106,10 @@ def choice_field(data: dict, field: str, choices: tuple[str, ...], where: str, d
 
 
 def pair_field(value: object, field: str, where: str) -> tuple[int, int]:
-    pair = value if isinstance(value, (list, tuple)) else [value, value]
-    if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in pair):
+    pair = int_pair(value, single=False)
+    if pair is None or min(pair) < 1:
         raise KernelError(f"{where}: {field} must be a whole number ≥ 1 or a pair [y, x] of them, got {value!r}")
-    return int(pair[0]), int(pair[1])
+    return pair
 
 
 def mix_field(value: object, where: str) -> str | int:
@@ -143,8 +138,6 @@ def check_mapping(data: object, stem: str, where: str, builtin: bool = False) ->
     if builtin:
         if name != stem:
             raise KernelError(f"{where}: 'name' is {name!r} but a built-in's name must be its file stem {stem!r}")
-        if name in RESERVED_NAMES:
-            raise KernelError(f"{where}: {name!r} is a command name and cannot name a kernel")
         if not data.get("summary"):
             raise KernelError(f"{where}: 'summary' is required for a built-in kernel")
     if ("weights" in data) == ("generator" in data):

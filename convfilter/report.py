@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from .channels import check_groups, common_divisors, listing
 from .errors import UsageError
+from .options import int_pair
 
 
 def _size_pair(kernel_size: int | tuple[int, int]) -> tuple[int, int]:
-    pair = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
-    if len(pair) != 2 or min(pair) < 1:
+    pair = int_pair(kernel_size, single=False)
+    if pair is None or min(pair) < 1:
         raise UsageError(f"kernel size must be a positive int or a pair of them, got {kernel_size!r}")
-    return int(pair[0]), int(pair[1])
+    return pair
 
 
 def count_parameters(

@@ -7,8 +7,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..channels import PADDING_MODES, check_groups, common_divisors, divisors
+from ..channels import check_groups, common_divisors, divisors
 from ..errors import UsageError
+from ..options import PADDING_MODES
+from ..options import int_pair as parse_int_pair
 
 __all__ = [
     "PADDING_MODES",
@@ -27,10 +29,6 @@ __all__ = [
 MAX_STEP = 2**31 - 1
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
 def int_pair(value: object, name: str, minimum: int) -> tuple[int, int]:
     """Return ``(y, x)`` from an int or a one- or two-element sequence of ints, as ``nn.Conv2d``
     takes them (``(2,)`` means ``(2, 2)``), each from ``minimum`` to ``MAX_STEP``.
@@ -38,13 +36,12 @@ def int_pair(value: object, name: str, minimum: int) -> tuple[int, int]:
     >>> int_pair((3,), "stride", 1), int_pair([1, 2], "padding", 0)
     ((3, 3), (1, 2))
     """
-    items = (value,) if _is_int(value) else tuple(value) if isinstance(value, (tuple, list)) else None
-    if items is None or len(items) not in (1, 2) or not all(_is_int(v) for v in items):
+    pair = parse_int_pair(value)
+    if pair is None:
         raise UsageError(f"{name} must be an int or a pair of ints, got {value!r}")
-    if min(items) < minimum or max(items) > MAX_STEP:
+    if min(pair) < minimum or max(pair) > MAX_STEP:
         raise UsageError(f"{name} must be from {minimum} to {MAX_STEP}, got {value!r}")
-    y, x = (items * 2)[:2]
-    return int(y), int(x)
+    return pair
 
 
 def pair(value: int | tuple[int, int] | list[int], name: str) -> tuple[int, int]:
