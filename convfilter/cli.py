@@ -10,6 +10,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -158,7 +159,8 @@ def filter_command(
     INPUT is an image file or - for standard input; with no INPUT, a piped standard input is read.
     """
     from . import library
-    from .imageio import output_format, read_bytes, write_atomic
+    from .imageio import read_bytes, write_atomic
+    from .outputs import plan_outputs
     from .pipeline import Options, filter_bytes, filter_file
 
     kernel = library.load_kernel(kernel_ref, parse_params(params)).with_options(
@@ -170,99 +172,57 @@ def filter_command(
         range=range_policy,
         alpha=alpha,
     )
-    if fmt is not None and fmt.lower().lstrip(".") not in FORMATS:
-        raise UsageError(f"option --format: unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
-    stream_format = FORMATS[fmt.lower().lstrip(".")] if fmt else None  # None: the input's
-
-    if not inputs:
-        if sys.stdin.isatty():
-            raise UsageError("no input: give an image file, or - to read standard input")
-        inputs = ("-",)
-    limits = Limits(max_pixels, allow_truncated)
-    if len(inputs) > 1 or Path(inputs[0]).is_dir():
-        options = Options("png", quality, compression, limits)
-        return _batch(
-            kernel, inputs, output, fmt, options, jobs, recursive, skip_existing, fail_fast, cluster, as_json, quiet
-        )
+    planned = plan_outputs(
+        inputs, output, fmt, recursive, skip_existing,
+        stdin_is_terminal=sys.stdin.isatty(), stdout_is_terminal=sys.stdout.isatty(),
+    )  # fmt: skip
+    options = Options(None, quality, compression, Limits(max_pixels, allow_truncated))
+    if planned.folder is not None:
+        return _batch(planned, kernel, options, jobs, fail_fast, cluster, as_json, quiet)
     if cluster:
         raise UsageError("option --cluster: runs a batch; give a folder or several inputs and -o FOLDER")
-    source = inputs[0]
-    out_path = "-"
-    if output is None:
-        if sys.stdout.isatty():
-            raise UsageError("no output: give -o FILE, or pipe the output to another command")
-        output = "-"
-    if output == "-" and sys.stdout.isatty():
-        raise UsageError("standard output is a terminal: binary image data is not written there; give -o FILE")
-    if output != "-":
-        out_path = Path(output)
-        if out_path.is_dir() or output.endswith(os.sep):
-            name = "stdin.png" if source == "-" else Path(source).name
-            out_path = out_path / name
-        out_format = output_format(out_path)
-        if stream_format and stream_format != out_format:
-            raise UsageError(f"option --format {fmt}: the output {out_path} already asks for {out_format}")
-        if not out_path.parent.is_dir():
-            raise UsageError(f"output {out_path}: the folder {out_path.parent} does not exist")
-        if source != "-" and Path(source).exists() and _same_file(Path(source), out_path):
-            raise UsageError(f"output {out_path}: is the input; writing over an input is refused")
-
-    if source == "-" or output == "-":
-        data = sys.stdin.buffer.read() if source == "-" else read_bytes(source)
-        name = "<stdin>" if source == "-" else source
-        options = Options(stream_format if output == "-" else out_format, quality, compression, limits)
-        encoded, result = filter_bytes(data, name, kernel, options, output=str(out_path))
-        if output == "-":
+    (job,) = planned.jobs
+    options = replace(options, format=job.format)
+    if job.input is None or job.output is None:
+        data = sys.stdin.buffer.read() if job.input is None else read_bytes(job.input)
+        name = "<stdin>" if job.input is None else str(job.input)
+        encoded, result = filter_bytes(data, name, kernel, options, output=str(job.output or "-"))
+        if job.output is None:
             _write_stdout(encoded)
         else:
-            write_atomic(out_path, encoded)
+            write_atomic(job.output, encoded)
     else:
-        result = filter_file(source, out_path, kernel, Options(out_format, quality, compression, limits))
+        result = filter_file(job.input, job.output, kernel, options)
     if not quiet:
         for note in result.notes:
             click.echo(f"convfilter: note: {note}", err=True)
         # the report goes to stderr, except a JSON report when stdout is free for it
-        _report(result, as_json, err=output == "-" or not as_json)
+        _report(result, as_json, err=job.output is None or not as_json)
     return 0
 
 
-def _batch(
-    kernel, inputs, output, fmt, options, jobs, recursive, skip_existing, fail_fast, cluster, as_json, quiet
-) -> int:
-    """Several inputs, or a folder, into the folder OUTPUT: one line per failure, a summary last."""
-    from . import batch
-
-    if "-" in inputs:
-        raise UsageError("standard input (-) cannot be one of several inputs")
-    if output is None or output == "-":
-        raise UsageError("several inputs, or a folder, need -o FOLDER for the outputs")
-    outdir = Path(output)
-    if (outdir.exists() and not outdir.is_dir()) or (not outdir.exists() and outdir.suffix.lower() in _SUFFIXES):
-        raise UsageError(f"several inputs, or a folder, need -o FOLDER; {outdir} names a file")
-    ext = fmt.lower().lstrip(".") if fmt else None
-    if ext is not None and ext not in FORMATS:
-        raise UsageError(f"option --format: unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
-    planned = batch.plan(inputs, outdir, recursive, ext, skip_existing)
+def _batch(planned, kernel, options, jobs, fail_fast, cluster, as_json, quiet) -> int:
+    """Several inputs, or a folder, into a folder: one line per failure, a summary last."""
     connection = None
     if cluster:
         from . import cluster as dask_cluster
 
         connection = dask_cluster.connect(cluster)  # before any folder is made
     try:
-        return _run_batch(planned, outdir, kernel, options, jobs, connection, fail_fast, as_json, quiet)
+        return _run_batch(planned, kernel, options, jobs, connection, fail_fast, as_json, quiet)
     finally:
         if connection is not None:
             dask_cluster.close(connection)
 
 
-def _run_batch(planned, outdir, kernel, options, jobs, connection, fail_fast, as_json, quiet) -> int:
+def _run_batch(planned, kernel, options, jobs, connection, fail_fast, as_json, quiet) -> int:
     from . import batch
 
-    outdir.mkdir(parents=True, exist_ok=True)
+    planned.folder.mkdir(parents=True, exist_ok=True)
     if connection is not None:
         from . import cluster as dask_cluster
 
-        dask_cluster.check_writable(outdir)
+        dask_cluster.check_writable(planned.folder)
     counts = {"written": 0, "failed": 0, "skipped": 0}
     start = time.perf_counter()
     show_bar = not as_json and not quiet and sys.stderr.isatty() and planned.jobs
@@ -290,8 +250,8 @@ def _run_batch(planned, outdir, kernel, options, jobs, connection, fail_fast, as
             bar.update(1, result)
         return not (fail_fast and result.status == "failed")
 
-    for skipped in planned.skipped:
-        record(skipped)
+    for source, target, reason in planned.skipped:
+        record(batch.FileResult(source, target, "skipped", error=reason))
     if bar is not None:
         bar.__enter__()
     try:
@@ -308,19 +268,9 @@ def _run_batch(planned, outdir, kernel, options, jobs, connection, fail_fast, as
     return 1 if counts["failed"] else 0
 
 
-_SUFFIXES = tuple(f".{ext}" for ext in FORMATS)
-
-
 def _rate(counts: dict, start: float) -> str:
     done = counts["written"] + counts["failed"]
     return f"{done / max(time.perf_counter() - start, 1e-9):.1f} files/s"
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return b.exists() and os.path.samefile(a, b)
-    except OSError:
-        return False
 
 
 def _write_stdout(data: bytes) -> None:

@@ -53,7 +53,8 @@ def show_command(kernel_ref, params, channels, groups, depthwise, dense, as_json
 
     kernel = library.load_kernel(kernel_ref, parse_params(params)).with_options(mix=parse_mix(groups, depthwise, dense))
     if plot_path is not None:
-        from .imageio import encode_image, output_format, write_atomic
+        from .imageio import encode_image, write_atomic
+        from .outputs import output_format
         from .plot import draw_kernel
 
         fmt = output_format(plot_path)
@@ -69,7 +70,8 @@ def show_command(kernel_ref, params, channels, groups, depthwise, dense, as_json
 @click.option("--columns", type=click.IntRange(1, 50), default=5, show_default=True, help="Tiles per row.")
 def gallery_command(image_path, output, width, columns) -> None:
     """Apply every built-in kernel to IMAGE and write a labelled contact sheet."""
-    from .imageio import encode_image, output_format, read_image, write_atomic
+    from .imageio import encode_image, read_image, write_atomic
+    from .outputs import output_format
     from .plot import gallery
 
     fmt = output_format(output)

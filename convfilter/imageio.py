@@ -52,17 +52,6 @@ def detect_format(data: bytes) -> str | None:
     return next((fmt for signature, fmt in _SIGNATURES if data.startswith(signature)), None)
 
 
-def output_format(path: str | Path) -> str:
-    """Return the format a path's extension asks for, or raise a ``UsageError``."""
-    ext = Path(path).suffix.lower().lstrip(".")
-    if ext not in FORMATS:
-        raise UsageError(
-            f"output {path}: unknown extension {'.' + ext if ext else '(none)'}; use one of "
-            + ", ".join("." + e for e in FORMATS)
-        )
-    return FORMATS[ext]
-
-
 def read_bytes(path: str | Path) -> bytes:
     """Return the bytes of the input file at ``path``; a missing or unreadable file is an ``ImageError``."""
     path = Path(path)

@@ -93,11 +93,11 @@ def test_without_dask_it_says_how_to_install_it(photos, tmp_path, monkeypatch):
 
 def test_a_file_written_by_a_worker_that_died_is_not_written_again(tmp_path):
     from convfilter import load_kernel
-    from convfilter.batch import Job
     from convfilter.cluster import process_once
+    from convfilter.outputs import Job
     from convfilter.pipeline import Options
 
-    job = Job(SAMPLES / "camera.png", tmp_path / "camera.png")
+    job = Job(SAMPLES / "camera.png", tmp_path / "camera.png", "png")
     started = time.time() - 1
     first = process_once(job, load_kernel("box"), Options("png"), started)
     inode = (tmp_path / "camera.png").stat().st_ino

@@ -14,11 +14,11 @@ from convfilter.imageio import (
     decode_image,
     detect_format,
     encode_image,
-    output_format,
     read_image,
     to_pixels,
     write_atomic,
 )
+from convfilter.outputs import output_format
 
 
 def test_rgb_order_is_what_pillow_sees(tmp_path):

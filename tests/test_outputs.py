@@ -1,0 +1,80 @@
+"""Which file goes where: ``plan_outputs`` for one file, a stream and a folder, and a batch of
+files whose extensions are read but not written (through the installed command)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import SAMPLES
+from PIL import Image
+
+from convfilter import UsageError
+from convfilter.outputs import Job, plan_outputs
+
+
+def test_one_file_to_a_file_a_folder_and_a_stream(tmp_path):
+    cat = str(SAMPLES / "cat.jpeg")
+    assert plan_outputs((cat,), str(tmp_path / "x.webp")).jobs == [Job(Path(cat), tmp_path / "x.webp", "webp")]
+    assert plan_outputs((cat,), str(tmp_path)).jobs == [Job(Path(cat), tmp_path / "cat.jpeg", "jpeg")]
+    assert plan_outputs((cat,), "-").jobs == [Job(Path(cat), None, None)]  # the input's format
+    assert plan_outputs((cat,), "-", "tif").jobs == [Job(Path(cat), None, "tiff")]
+    assert plan_outputs((), None).jobs == [Job(None, None, None)]  # piped in, piped out
+    assert plan_outputs(("-",), str(tmp_path) + "/").jobs == [Job(None, tmp_path / "stdin.png", "png")]
+    assert plan_outputs((cat,), "-").folder is None
+
+
+@pytest.mark.parametrize(
+    ("inputs", "output", "kwargs", "message"),
+    [
+        ((), None, {"stdin_is_terminal": True}, "no input: give an image file, or - to read standard input"),
+        (("{cat}",), None, {"stdout_is_terminal": True}, "no output: give -o FILE, or pipe the output"),
+        (("{cat}",), "-", {"stdout_is_terminal": True}, "standard output is a terminal"),
+        (("{cat}",), "{tmp}/x.png", {"fmt": "jpg"}, "option --format jpg: the output {tmp}/x.png already asks for png"),
+        (("{cat}",), "{tmp}/x.png", {"fmt": "gif"}, "option --format: unknown format 'gif'; use one of png, jpg"),
+        (("{cat}",), "{tmp}/no/x.png", {}, "output {tmp}/no/x.png: the folder {tmp}/no does not exist"),
+        (("{cat}",), "{tmp}/x.gif", {}, "output {tmp}/x.gif: unknown extension .gif; use one of .png"),
+        (("{cat}", "-"), "{tmp}", {}, "standard input (-) cannot be one of several inputs"),
+        (("{cat}", "{cat}"), "-", {}, "several inputs, or a folder, need -o FOLDER for the outputs"),
+        (("{cat}", "{cat}"), "{tmp}/new.png", {}, "several inputs, or a folder, need -o FOLDER; {tmp}/new.png names"),
+        (("{cat}", "{cat}"), "{tmp}", {}, "inputs {cat} and {cat} would both write {tmp}/cat.jpeg"),
+    ],
+)
+def test_refusals_before_any_work(tmp_path, inputs, output, kwargs, message):
+    def fill(text):
+        return text.format(cat=SAMPLES / "cat.jpeg", tmp=tmp_path)
+
+    with pytest.raises(UsageError) as raised:
+        plan_outputs(tuple(fill(i) for i in inputs), output and fill(output), **kwargs)
+    assert str(raised.value).startswith(fill(message))
+
+
+def test_an_output_over_its_input_by_another_path_is_refused(tmp_path):
+    (tmp_path / "a.png").write_bytes((SAMPLES / "logo.png").read_bytes())
+    (tmp_path / "link.png").symlink_to(tmp_path / "a.png")
+    with pytest.raises(UsageError, match=r"is the input; writing over an input is refused"):
+        plan_outputs((str(tmp_path / "a.png"),), str(tmp_path / "link.png"))
+
+
+def test_a_folder_of_files_read_but_not_written_under_their_extension(convfilter_command, tmp_path):
+    # .jpe/.jfif/.dib are JPEG and BMP under other names: written as such, same name; a GIF or a
+    # PGM is only read: its output is a PNG. None of them stops the batch.
+    folder = tmp_path / "in"
+    folder.mkdir()
+    photo = Image.open(SAMPLES / "cat.jpeg").convert("RGB")
+    photo.save(folder / "a.jpe", "JPEG")
+    photo.save(folder / "b.jfif", "JPEG")
+    photo.save(folder / "c.dib", "BMP")
+    photo.save(folder / "d.gif")
+    photo.convert("L").save(folder / "e.pgm")
+    done = subprocess.run(
+        [convfilter_command, "identity", folder, "-o", tmp_path / "out", "-q"], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    written = {path.name: path.read_bytes() for path in (tmp_path / "out").iterdir()}
+    assert sorted(written) == ["a.jpe", "b.jfif", "c.dib", "d.png", "e.png"]
+    assert written["a.jpe"][:3] == written["b.jfif"][:3] == b"\xff\xd8\xff"
+    assert written["c.dib"][:2] == b"BM" and written["d.png"][:4] == b"\x89PNG"
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out" / "c.dib")), np.asarray(photo))
