@@ -8,7 +8,7 @@ without importing NumPy or OpenCV.
 [9.0, 9.0, 9.0]
 """
 
-from .errors import ConvFilterError, ImageError, KernelError, UsageError
+from .errors import ArgumentError, ConvFilterError, ImageError, KernelError, UsageError
 
 __version__ = "0.1.0"
 
@@ -32,6 +32,7 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "ArgumentError",
     "ConvFilterError",
     "ImageError",
     "KernelError",

@@ -58,10 +58,7 @@ _worker: dict = {}
 def _start_worker(kernel: Kernel, options: Options) -> None:
     """In each worker process: keep the resolved kernel, and convolve on one thread, since the
     processes already use every core."""
-    from .engine import core
-
-    _worker["kernel"], _worker["options"] = kernel, options
-    core.DEFAULT_THREADS = 1
+    _worker["kernel"], _worker["options"] = kernel, replace(options, threads=1)
 
 
 def _process_in_worker(job: Job) -> FileResult:

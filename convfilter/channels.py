@@ -51,17 +51,17 @@ def listing(values: list[int], most: int = 10) -> str:
     return f"{', '.join(map(str, values[: most - 1]))}, …, {values[-1]} ({len(values)} in all)"
 
 
-def check_groups(in_channels: int, out_channels: int, groups: int) -> None:
-    """Raise a ``UsageError`` unless ``groups`` divides both channel counts."""
+def check_groups(in_channels: int, out_channels: int, groups: int, error: type[UsageError] = UsageError) -> None:
+    """Raise ``error`` unless ``groups`` divides both channel counts."""
     try:
         valid_type = not isinstance(groups, bool) and operator.index(groups) == groups
     except TypeError:
         valid_type = False
     if not valid_type or groups < 1:
-        raise UsageError(f"groups must be a positive integer, got {groups!r}")
+        raise error(f"groups must be a positive integer, got {groups!r}")
     if in_channels % groups or out_channels % groups:
         valid = listing(common_divisors(in_channels, out_channels))
-        raise UsageError(
+        raise error(
             f"groups={groups} must divide both the {in_channels} input and {out_channels} output channels; "
             f"try one of {valid}"
         )

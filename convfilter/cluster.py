@@ -12,11 +12,13 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
-from .batch import FileResult, Job, process
+from .batch import FileResult, process
 from .errors import UsageError
 from .kernel import Kernel
+from .outputs import Job
 from .pipeline import Options
 
 INSTALL_HINT = 'pip install "convfilter[dask]"'
@@ -48,13 +50,6 @@ def connect(address: str):
         return Client(address, timeout="10s"), None
     except (OSError, TimeoutError) as error:
         raise UsageError(f"option --cluster: cannot reach a Dask scheduler at {address} ({error})") from None
-
-
-def _one_thread() -> None:
-    """On each worker: convolve on one thread, as the workers already share the cores."""
-    from .engine import core
-
-    core.DEFAULT_THREADS = 1
 
 
 def process_once(job: Job, kernel: Kernel, options: Options, started: float) -> FileResult:
@@ -94,9 +89,9 @@ def run_on_cluster(
     from distributed import as_completed
 
     client, _ = connection
-    client.run(_one_thread)
     started = time.time() - 1  # file times may be coarser than the clock
     shared = client.scatter(kernel, broadcast=True)
+    options = replace(options, threads=1)  # one convolution thread per worker: the workers share the cores
     futures = client.map(process_once, jobs, kernel=shared, options=options, started=started, pure=False, retries=2)
     for future in as_completed(futures):
         if not on_result(future.result()):

@@ -13,6 +13,11 @@ class UsageError(ConvFilterError):
     exit_code = 2
 
 
+class ArgumentError(UsageError):
+    """An argument of ``convolve`` is invalid (the engine's own error; a ``UsageError`` to the
+    command line)."""
+
+
 class KernelError(UsageError):
     """A kernel file, kernel name or kernel option is invalid."""
 

@@ -12,7 +12,7 @@ from .channels import check_groups
 from .errors import KernelError, UsageError
 from .generators import GENERATORS, MAX_SIZE
 from .kernelfile import check_generator, check_mapping, pair_field
-from .options import ALPHAS, BORDERS, RANGES
+from .options import ALPHAS, BORDERS, NO_PADDING, RANGES
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,8 @@ class Kernel:
     summary: str = ""
     mix: str | int = "depthwise"  # "depthwise", "dense", a number of groups, or "infer" (.npy)
     bias: tuple[float, ...] = ()
-    padding: str = "reflect"  # a padding mode, or "valid" (set from the command line) for none
+    padding_mode: str = "reflect"  # how the border is padded: one of PADDING_MODES
+    padding: str = "same"  # "same", or "valid" (set from the command line): no padding, a smaller output
     stride: tuple[int, int] = (1, 1)
     dilation: tuple[int, int] = (1, 1)
     flip: bool = False
@@ -35,6 +36,11 @@ class Kernel:
     alpha: str = "keep"
     generator: str | None = None
     params: tuple[tuple[str, float], ...] = ()
+
+    @property
+    def border(self) -> str:
+        """The border as the command line's --padding names it: a padding mode, or ``valid``."""
+        return NO_PADDING if self.padding == NO_PADDING else self.padding_mode
 
     @property
     def kernel_size(self) -> tuple[int, int]:
@@ -52,7 +58,8 @@ class Kernel:
         range: str | None = None,
         alpha: str | None = None,
     ) -> Kernel:
-        """Return this kernel with the options that are not ``None`` overriding its own."""
+        """Return this kernel with the options that are not ``None`` overriding its own
+        (``padding`` is the command line's: a padding mode, or ``valid`` for none)."""
         changes = {
             "mix": mix,
             "padding": padding,
@@ -67,6 +74,8 @@ class Kernel:
         for field, choices in (("padding", BORDERS), ("range", RANGES), ("alpha", ALPHAS)):
             if changes[field] is not None and changes[field] not in choices:
                 raise UsageError(f"option --{field}: {changes[field]!r} is not one of {', '.join(choices)}")
+        if padding is not None and padding != NO_PADDING:
+            changes["padding"], changes["padding_mode"] = "same", padding
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     def layer(self, in_channels: int) -> Layer:

@@ -158,7 +158,7 @@ def check_mapping(data: object, stem: str, where: str, builtin: bool = False) ->
         "summary": string_field(data, "summary", where, ""),
         "mix": mix_field(data.get("mix", "depthwise"), where),
         "bias": () if bias == (0,) else tuple(float(b) for b in bias),
-        "padding": choice_field(data, "padding", PADDING_MODES, where, "reflect"),
+        "padding_mode": choice_field(data, "padding", PADDING_MODES, where, "reflect"),
         "stride": pair_field(data.get("stride", 1), "'stride'", where),
         "dilation": pair_field(data.get("dilation", 1), "'dilation'", where),
         "flip": bool_field(data, "flip", where, False),

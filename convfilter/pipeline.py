@@ -49,24 +49,24 @@ def split_alpha(pixels: np.ndarray, alpha: str, has_alpha: bool = True) -> tuple
 
 
 def filter_pixels(
-    pixels: np.ndarray, kernel: Kernel, fmt: str = "png", has_alpha: bool = True
+    pixels: np.ndarray, kernel: Kernel, fmt: str = "png", has_alpha: bool = True, threads: int | None = None
 ) -> tuple[np.ndarray, Layer]:
     """Filter ``(H, W, C)`` pixels with ``kernel`` and return the output pixels for format ``fmt``
-    (float32 and unclipped for ``npy``) together with the resolved layer."""
+    (float32 and unclipped for ``npy``) together with the resolved layer; the convolution runs
+    on ``threads`` threads (None: all cores)."""
     color, alpha = split_alpha(pixels, kernel.alpha, has_alpha)
     layer = kernel.layer(color.shape[2])
     if layer.repeat_gray:
         color = np.broadcast_to(color, (*color.shape[:2], 3))
-    valid = kernel.padding == "valid"  # no padding at all: the output shrinks by the kernel's reach
     conv = Convolution(
         color,
         layer.weight,
         layer.bias,
         stride=kernel.stride,
-        padding="valid" if valid else "same",
+        padding=kernel.padding,
         dilation=kernel.dilation,
         groups=layer.groups,
-        padding_mode="zeros" if valid else kernel.padding,
+        padding_mode=kernel.padding_mode,
         flip=kernel.flip,
     )
     out_height, out_width, _ = conv.shape
@@ -96,7 +96,7 @@ def filter_pixels(
         else:
             to_pixels(block, dtype, kernel.range, scale, out[rows], conv.finite)
 
-    conv.run_into(sink, collapse=collapse)
+    conv.run_into(sink, threads, collapse)
     if whole:
         out = to_pixels(floats, dtype, kernel.range, scale, finite=conv.finite)
     if alpha is not None and fmt != "npy" and out.shape[2] in (1, 3):
@@ -115,11 +115,7 @@ def _combine(responses: np.ndarray, how: str) -> np.ndarray:
 
 def _attach_alpha(out: np.ndarray, alpha: np.ndarray, conv: Convolution, dtype: np.dtype, scale: float) -> np.ndarray:
     """Re-attach the untouched alpha, sampled at the output's positions (which a stride thins)."""
-    geo = conv.geometry
-    (kh, kw), (sy, sx), (dy, dx) = conv.kernel_size, geo.stride, geo.dilation
-    # output row r looks at input rows r·sy - top … ; its centre tap is (kh-1)//2 taps further
-    rows = np.clip(np.arange(geo.out_height) * sy - geo.top + dy * ((kh - 1) // 2), 0, alpha.shape[0] - 1)
-    cols = np.clip(np.arange(geo.out_width) * sx - geo.left + dx * ((kw - 1) // 2), 0, alpha.shape[1] - 1)
+    rows, cols = conv.sample_positions()
     kept = alpha[rows][:, cols]
     if kept.dtype != dtype:
         kept = to_pixels(kept.astype(np.float32), dtype, "clip", scale, finite=conv.finite)
@@ -137,13 +133,14 @@ class Options:
     quality: int = 95
     compression: int | None = None  # PNG, 0-9; None: OpenCV's default
     limits: Limits = field(default_factory=Limits)
+    threads: int | None = None  # convolution threads; None: all cores (a batch's workers take 1)
 
 
 def filter_image(image: Image, kernel: Kernel, options: Options) -> tuple[bytes, Layer, np.ndarray]:
     """Filter a decoded image and encode the result with the image's metadata; return the
     bytes, the layer and the output pixels."""
     fmt = options.format
-    out, layer = filter_pixels(image.pixels, kernel, fmt, has_alpha=image.format != "npy")
+    out, layer = filter_pixels(image.pixels, kernel, fmt, image.format != "npy", options.threads)
     data = encode_image(out, fmt, options.quality, image.metadata, options.compression)
     return data, layer, out
 

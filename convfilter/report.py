@@ -124,7 +124,7 @@ def describe_layer(layer, out_size: tuple[int, int] | None = None) -> str:
     counts = layer_summary(layer, out_size)
     head = (
         f"{kernel.name}: {layer.mix} conv {layer.in_channels}→{layer.out_channels} channels, {kh}×{kw} kernel, "
-        f"groups={layer.groups}, padding={kernel.padding}, stride {_pair_text(kernel.stride)}"
+        f"groups={layer.groups}, padding={kernel.border}, stride {_pair_text(kernel.stride)}"
     )
     if kernel.dilation != (1, 1):
         head += f", dilation {_pair_text(kernel.dilation)}"
@@ -158,7 +158,7 @@ def layer_summary(layer, out_size: tuple[int, int] | None = None) -> dict:
         "multiply_adds_per_pixel": multiply_adds(
             layer.in_channels, layer.out_channels, kernel.kernel_size, layer.groups, 1
         ),
-        "padding": kernel.padding,
+        "padding": kernel.border,
         "stride": list(kernel.stride),
         "dilation": list(kernel.dilation),
         "flip": kernel.flip,
@@ -186,7 +186,7 @@ def describe_kernel(kernel, layer) -> str:
     w = kernel.weights
     shape = "×".join(map(str, w.shape))
     lines = [f"{kernel.name}: {kernel.summary}" if kernel.summary else kernel.name, f"source: {kernel.source}"]
-    settings = f"weights {shape}, mix {kernel.mix}, padding {kernel.padding}, range {kernel.range}"
+    settings = f"weights {shape}, mix {kernel.mix}, padding {kernel.border}, range {kernel.range}"
     if w.ndim == 3:
         settings += f", combine {kernel.combine}"
     if kernel.params:
@@ -225,7 +225,7 @@ def kernel_json(kernel, layer) -> dict:
         "weights": _plain(kernel.weights),  # 0.299, not 0.29899999499
         "mix": kernel.mix,
         "bias": list(kernel.bias),
-        "padding": kernel.padding,
+        "padding": kernel.border,
         "stride": list(kernel.stride),
         "dilation": list(kernel.dilation),
         "flip": kernel.flip,

@@ -51,8 +51,8 @@ def _draw(rng: np.random.Generator) -> tuple[Config, Kernel]:
     x = rng.integers(0, top + 1, shape, dtype=dtype)
     flip = bool(rng.integers(2))
     kernel = Kernel(
-        name="k", source="kernel k", weights=weight, mix=groups, bias=bias, padding=mode,
-        stride=stride, dilation=dilation, flip=flip,
+        name="k", source="kernel k", weights=weight, mix=groups, bias=bias, stride=stride, dilation=dilation,
+        flip=flip, padding="valid" if mode == "valid" else "same", padding_mode="zeros" if mode == "valid" else mode,
     )  # fmt: skip
     cfg = Config(
         x=x, weight=weight.astype(np.float64), bias=np.array(bias) if bias else None, stride=stride,
@@ -96,7 +96,8 @@ def test_the_commands_that_crashed_give_pytorchs_pixels(convfilter_command, tmp_
     layer = kernel.layer(x.shape[2])
     cfg = Config(
         x=x, weight=layer.weight.astype(np.float64), bias=layer.bias, stride=int(args[-1]), padding="same",
-        dilation=1, groups=layer.groups, mode=kernel.padding, flip=False, threads=2, strip_rows=None, form="random",
+        dilation=1, groups=layer.groups, mode=kernel.padding_mode, flip=False, threads=2, strip_rows=None,
+        form="random",
     )  # fmt: skip
     got = np.asarray(Image.open(tmp_path / "out.png"))
     assert_rounded_equal(got.reshape(*got.shape[:2], -1), reference(cfg), np.uint8)
@@ -130,7 +131,7 @@ OPTIONS = [
 def test_installed_command_gives_pytorchs_pixels(convfilter_command, odd_images, tmp_path, image, kernel_name, options):
     x = np.asarray(Image.open(odd_images / image).convert("RGB"))
     layer = load_kernel(kernel_name).layer(3)
-    padding = options[options.index("--padding") + 1] if "--padding" in options else load_kernel(kernel_name).padding
+    padding = options[options.index("--padding") + 1] if "--padding" in options else load_kernel(kernel_name).border
     stride = int(options[options.index("--stride") + 1]) if "--stride" in options else 1
     dilation = int(options[options.index("--dilation") + 1]) if "--dilation" in options else 1
     cfg = Config(

@@ -61,7 +61,7 @@ def expected_pixels(image: np.ndarray, kernel) -> np.ndarray:
     """What a kernel file should give, computed independently: the loop reference on the
     resolved layer, the bank folded by plain NumPy, then the range policy by its formula."""
     layer = kernel.layer(image.shape[2])
-    result = reference_conv(image, layer.weight, groups=layer.groups, padding_mode=kernel.padding)
+    result = reference_conv(image, layer.weight, groups=layer.groups, padding_mode=kernel.padding_mode)
     if kernel.weights.ndim == 3 and kernel.combine != "none":
         responses = result.reshape(*result.shape[:2], image.shape[2], len(kernel.weights))
         result = {"magnitude": lambda r: np.sqrt((r**2).sum(-1)), "max": lambda r: r.max(-1),
@@ -92,7 +92,7 @@ def test_edge_is_the_classic_dense_kernel():
     layer = kernel.layer(3)
     expected = np.broadcast_to(np.array([[-1, -1, -1], [-1, 8, -1], [-1, -1, -1]]) / 3, (3, 3, 3, 3))
     np.testing.assert_allclose(layer.weight, expected, rtol=1e-7)
-    assert (layer.groups, kernel.padding, layer.mix) == (1, "zeros", "dense")
+    assert (layer.groups, kernel.padding_mode, layer.mix) == (1, "zeros", "dense")
 
 
 def test_gray_uses_rec601_weights_in_rgb_order():
@@ -178,8 +178,13 @@ def test_scale_divisor_normalize_bias():
 
 def test_options_override_the_file():
     k = load_kernel("edge").with_options(mix=3, padding="reflect", stride=2, dilation=2, flip=True, range="abs")
-    assert (k.mix, k.padding, k.stride, k.dilation, k.flip, k.range) == (3, "reflect", (2, 2), (2, 2), True, "abs")
+    assert (k.mix, k.padding_mode, k.stride, k.dilation, k.flip, k.range) == (3, "reflect", (2, 2), (2, 2), True, "abs")
     assert k.layer(3).mix == "depthwise"
+    # --padding valid is no padding at all, whatever the mode; a mode after it pads again
+    valid = k.with_options(padding="valid")
+    assert (valid.padding, valid.padding_mode, valid.border) == ("valid", "reflect", "valid")
+    again = valid.with_options(padding="circular")
+    assert (again.padding, again.padding_mode, again.border) == ("same", "circular", "circular")
 
 
 def test_npy_kernels(tmp_path):

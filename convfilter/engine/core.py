@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ..errors import UsageError
+from ..errors import ArgumentError
 from .geometry import PADDING_MODES, check_groups, geometry, source_index
 from .plan import make_plan
 from .spatial import Scratch
@@ -25,9 +25,6 @@ from .taps import Plan
 # Bytes of float32 input a strip aims for: measured best on 12 MP with 2 threads, large enough
 # that the Python work per strip and the hand-offs between threads stay small.
 STRIP_BYTES = 1 << 21
-# Threads a convolution uses when the caller does not say; None: all cores. A batch's worker
-# processes set 1, as the processes already use every core.
-DEFAULT_THREADS: int | None = None
 
 
 class _NoChannels(Plan):
@@ -75,6 +72,17 @@ class Convolution:
         else:
             self.plan = make_plan(weight, self.groups, self.x.shape, geo, self.x.dtype == np.uint8, self.finite)
         self.shape = (geo.out_height, geo.out_width, self.out_channels)
+
+    def sample_positions(self) -> tuple[np.ndarray, np.ndarray]:
+        """The input row of each output row and the input column of each output column that the
+        kernel's centre tap reads (``(k-1)//2`` taps in), clipped to the image: where an output
+        pixel sits on the input, for what is carried along unfiltered (alpha)."""
+        geo, (kh, kw) = self.geometry, self.kernel_size
+        (sy, sx), (dy, dx) = geo.stride, geo.dilation
+        height, width = self.x.shape[:2]
+        rows = np.arange(geo.out_height) * sy - geo.top + dy * ((kh - 1) // 2)
+        cols = np.arange(geo.out_width) * sx - geo.left + dx * ((kw - 1) // 2)
+        return np.clip(rows, 0, height - 1), np.clip(cols, 0, width - 1)
 
     @property
     def padded_width(self) -> int:
@@ -191,7 +199,7 @@ class Convolution:
 
     def _parallel(self, work: Callable[[int, int, Scratch], None], threads: int | None, strip_rows: int | None) -> None:
         starts = self._starts(strip_rows)
-        threads = min(threads or DEFAULT_THREADS or os.cpu_count() or 1, len(starts))
+        threads = min(threads or os.cpu_count() or 1, len(starts))
         if threads <= 1:
             scratch = Scratch()
             for r0, n in starts:
@@ -271,37 +279,37 @@ def _validate(
     if x.ndim == 2:
         x = x[:, :, None]
     if x.ndim != 3:
-        raise UsageError(f"the image must be an (H, W, C) or (H, W) array, got {x.ndim} dimensions")
+        raise ArgumentError(f"the image must be an (H, W, C) or (H, W) array, got {x.ndim} dimensions")
     if x.dtype.kind not in "biuf":
-        raise UsageError(f"the image must hold integers or floats, got dtype {x.dtype}")
+        raise ArgumentError(f"the image must hold integers or floats, got dtype {x.dtype}")
     if min(x.shape[:2]) < 1:
-        raise UsageError(f"the image is empty: shape {x.shape}")
+        raise ArgumentError(f"the image is empty: shape {x.shape}")
     weight = np.asarray(weight)
     if weight.ndim != 4:
-        raise UsageError(f"the weight must be 4-D [O, C/groups, kh, kw], got shape {weight.shape}")
+        raise ArgumentError(f"the weight must be 4-D [O, C/groups, kh, kw], got shape {weight.shape}")
     # no input channels is allowed (the result is empty, as in PyTorch); no outputs or taps is not
     if weight.dtype.kind not in "biuf" or min(weight.shape[0], *weight.shape[2:]) < 1:
-        raise UsageError(f"the weight must be a non-empty array of numbers, got {weight.dtype} {weight.shape}")
+        raise ArgumentError(f"the weight must be a non-empty array of numbers, got {weight.dtype} {weight.shape}")
     with np.errstate(over="ignore"):
         weight = weight.astype(np.float32)
     if not np.isfinite(weight).all():
-        raise UsageError("the weight must hold finite numbers within float32's range (±3.4e38)")
+        raise ArgumentError("the weight must hold finite numbers within float32's range (±3.4e38)")
     if padding_mode not in PADDING_MODES:
-        raise UsageError(f"padding_mode must be one of {', '.join(PADDING_MODES)}, got {padding_mode!r}")
+        raise ArgumentError(f"padding_mode must be one of {', '.join(PADDING_MODES)}, got {padding_mode!r}")
     channels, out_channels = x.shape[2], weight.shape[0]
-    check_groups(channels, out_channels, groups)
+    check_groups(channels, out_channels, groups, ArgumentError)
     if weight.shape[1] * groups != channels:
-        raise UsageError(
+        raise ArgumentError(
             f"the weight takes {weight.shape[1]} input channels per group, so {weight.shape[1] * groups} "
             f"with groups={groups}, but the image has {channels}"
         )
     if bias is not None:
         bias = np.asarray(bias)
         if bias.dtype.kind not in "biuf":
-            raise UsageError(f"bias must hold numbers, got {bias.dtype}")
+            raise ArgumentError(f"bias must hold numbers, got {bias.dtype}")
         bias = bias.astype(np.float32).reshape(-1)
         if len(bias) == 1:
             bias = np.repeat(bias, out_channels)
         if len(bias) != out_channels:
-            raise UsageError(f"bias must hold 1 or {out_channels} numbers (one per output channel), got {len(bias)}")
+            raise ArgumentError(f"bias must hold 1 or {out_channels} numbers (one per output channel), got {len(bias)}")
     return x, weight, bias, int(groups)

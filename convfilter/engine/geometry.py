@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..channels import check_groups, common_divisors, divisors
-from ..errors import UsageError
+from ..errors import ArgumentError
 from ..options import PADDING_MODES
 from ..options import int_pair as parse_int_pair
 
@@ -38,9 +38,9 @@ def int_pair(value: object, name: str, minimum: int) -> tuple[int, int]:
     """
     pair = parse_int_pair(value)
     if pair is None:
-        raise UsageError(f"{name} must be an int or a pair of ints, got {value!r}")
+        raise ArgumentError(f"{name} must be an int or a pair of ints, got {value!r}")
     if min(pair) < minimum or max(pair) > MAX_STEP:
-        raise UsageError(f"{name} must be from {minimum} to {MAX_STEP}, got {value!r}")
+        raise ArgumentError(f"{name} must be from {minimum} to {MAX_STEP}, got {value!r}")
     return pair
 
 
@@ -99,14 +99,14 @@ def geometry(
         elif padding == "valid":
             top = bottom = left = right = 0
         else:
-            raise UsageError(f"padding must be 'same', 'valid', an int or a pair of ints, got {padding!r}")
+            raise ArgumentError(f"padding must be 'same', 'valid', an int or a pair of ints, got {padding!r}")
     else:
         top, left = int_pair(padding, "padding", 0)
         bottom, right = top, left
     out_height = (height + top + bottom - dy * (kh - 1) - 1) // sy + 1
     out_width = (width + left + right - dx * (kw - 1) - 1) // sx + 1
     if out_height < 1 or out_width < 1:
-        raise UsageError(
+        raise ArgumentError(
             f"a {height}×{width} image is too small for a {kh}×{kw} kernel with dilation {dy}×{dx} "
             f"and padding {padding!r}"
         )
