@@ -166,3 +166,35 @@ def test_non_finite_pixels_reach_exactly_the_outputs_that_read_them(weight, padd
     padded = np.pad(mask, (pads[:2], pads[2:], (0, 0)), mode={"zeros": "constant", "reflect": "reflect"}[padding_mode])
     reach = torch_conv(padded, (weight != 0).astype(np.float64), groups=groups)
     np.testing.assert_array_equal(~np.isfinite(got), reach > 0)
+
+
+# regression tests: factoring that approximated weights (a weight a millionth off, or a channel
+# a ten-millionth of another, came out as its neighbour's, or as 0)
+
+
+@pytest.mark.parametrize(
+    ("x", "weight"),
+    [
+        (np.ones((4, 4, 1), np.float32), np.array([[[[1, -1]]], [[[1, -1 + 9e-7]]]])),
+        (np.full((4, 4, 1), 128, np.uint8), np.array([1, -1 + 5e-7]).reshape(1, 1, 1, 2)),  # the integer path
+        (
+            np.ones((5, 5, 1), np.float32),
+            np.stack([np.outer([1, 2, 1], [1, 2, 1]), 1e-7 * np.outer([1, 2, 1], [1, 2, 1])])[:, None],
+        ),
+    ],
+    ids=["near-copy", "near-whole", "tiny-channel"],
+)
+def test_no_weight_is_rounded_away(x, weight):
+    got = convolve(x, weight, padding="valid")
+    # the weights as the engine takes them, float32, as PyTorch's float32 layers hold them
+    expected = torch_conv(x.astype(np.float64), weight.astype(np.float32))
+    for o in range(weight.shape[0]):  # every channel to float32 rounding of its own size
+        np.testing.assert_allclose(got[..., o], expected[..., o], rtol=1e-3)
+
+
+def test_a_zero_weight_never_reads_a_nan():
+    weight = np.array([[[[1, 1e-3]]], [[[5e-4, 0]]]])
+    x = np.ones((3, 4, 1), np.float32)
+    x[1, 2] = np.nan
+    got = convolve(x, weight, padding="valid")
+    np.testing.assert_array_equal(np.isnan(got[1, :, 1]), [False, False, True])  # column 2 by its 5e-4 only

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .geometry import Geometry
-from .spatial import FFT, Direct, IntegerDirect, RowMatmul, Scratch, Separable, accumulate, low_rank
+from .spatial import EXACT, FFT, Direct, IntegerDirect, RowMatmul, Scratch, Separable, accumulate, low_rank
 from .taps import Gather, General, Plan, TapMatmul
 
 # An FFT costs about the same whatever the kernel's size; below this many taps it never wins.
@@ -177,7 +177,7 @@ def factor(
 
 
 def _snap(values: np.ndarray) -> np.ndarray:
-    """Round coefficients within float32 rounding of a whole number (the SVD gives 0.9999999
-    for 1) to it, so that plain sums and copies are recognised as such."""
+    """Round coefficients within float32 rounding of a non-zero whole number (0.9999999 for 1)
+    to it, so that plain sums and copies are recognised as such; never a small one to 0."""
     nearest = np.round(values)
-    return np.where(np.abs(values - nearest) <= 1e-6 * max(1.0, float(np.abs(values).max())), nearest, values)
+    return np.where((nearest != 0) & (np.abs(values - nearest) <= EXACT * np.abs(values)), nearest, values)
