@@ -267,6 +267,8 @@ def check(cfg: Config, convolution: Convolution | None = None) -> str | None:
 
 def plan_name(convolution: Convolution) -> str:
     """The method that computes the spatial part: Direct, IntegerDirect, Separable, RowMatmul,
-    FFT (through a factored plan), General, TapMatmul or Gather."""
+    FFT (through a factored plan), General, TapMatmul, Gather or SeparableGather."""
     plan = convolution.plan
+    if getattr(plan, "separable", None) is not None:
+        return "SeparableGather"
     return type(getattr(plan, "spatial", plan)).__name__

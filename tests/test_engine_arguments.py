@@ -198,3 +198,76 @@ def test_a_zero_weight_never_reads_a_nan():
     x[1, 2] = np.nan
     got = convolve(x, weight, padding="valid")
     np.testing.assert_array_equal(np.isnan(got[1, :, 1]), [False, False, True])  # column 2 by its 5e-4 only
+
+
+# regression tests from an adversarial pass over the engine
+
+
+def test_rows_no_output_reads_do_not_round_into_an_fft(rng):
+    x = rng.standard_normal((64, 64, 1)).astype(np.float32)
+    x[1::2] = 1e15  # a stride and a dilation of 2 read only the even rows
+    weight = rng.standard_normal((1, 1, 21, 21))
+    got = convolve(x, weight, stride=(2, 1), dilation=(2, 1), padding=0)
+    expected = torch_conv(x, weight.astype(np.float32), stride=(2, 1), dilation=(2, 1))
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4 * np.abs(expected).max())
+
+
+def test_a_large_kernel_dilated_far_beyond_the_image_stays_within_its_output(rng):
+    import tracemalloc
+
+    g = np.exp(-((np.arange(255) - 127) ** 2) / (2 * 42.0**2))
+    kernel = np.outer(g, g) / np.outer(g, g).sum()
+    x = rng.random((64, 64, 3)).astype(np.float32)
+    tracemalloc.start()
+    got = convolve(x, np.broadcast_to(kernel, (3, 1, 255, 255)), groups=3, dilation=60)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak <= got.nbytes + (100 << 20), f"{peak >> 20} MiB"
+    # with zero padding only the centre 3×3 taps, 60 apart, land on a 64×64 image
+    centre = np.broadcast_to(kernel[126:129, 126:129], (3, 1, 3, 3))
+    assert_close(got, torch_conv(x, centre.astype(np.float32), padding=60, dilation=60, groups=3))
+
+
+def test_float16_images_with_infinity_are_not_finite_and_make_no_warning():
+    import warnings
+
+    kernel = np.random.default_rng(0).standard_normal((5, 5))
+    kernel[0] = 0
+    x = np.ones((8, 8, 1), np.float16)
+    x[2, 4] = np.inf
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = convolve(x, kernel[None, None])
+    np.testing.assert_array_equal(got, convolve(x.astype(np.float32), kernel[None, None]))
+
+
+def test_a_convolution_inside_a_sink_does_not_deadlock(rng):
+    import threading
+
+    from convfilter.engine import Convolution
+
+    outer = Convolution(rng.random((300, 300, 3)).astype(np.float32), rng.random((3, 3, 3, 3)))
+    inner = rng.random((400, 400, 3)).astype(np.float32)
+    done = threading.Event()
+
+    def work():
+        outer.run_into(lambda r0, block: Convolution(inner, np.ones((3, 3, 3, 3))).run(threads=2), threads=2)
+        done.set()
+
+    threading.Thread(target=work, daemon=True).start()
+    assert done.wait(timeout=300), "a convolution in a sink waits for the pool it runs on"
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: convolve(np.ones((4, 4, 1)), np.ones((1, 1, 1, 1)), padding=100000), r"larger than this machine"),
+        (lambda: convolve(np.ones((4, 4, 1)), np.ones((1, 1, 1, 1)), bias=[1e39]), r"bias must hold finite numbers"),
+        (lambda: Convolution(np.ones((4, 4, 1)), np.ones((1, 1, 1, 1))).run(strip_rows=-1), r"strip_rows must be"),
+        (lambda: Convolution(np.ones((4, 4, 1)), np.ones((1, 1, 1, 1))).run(strip_rows=2.5), r"strip_rows must be"),
+    ],
+    ids=["huge-result", "bias-beyond-float32", "negative-strip-rows", "fractional-strip-rows"],
+)
+def test_more_refusals(call, message):
+    with pytest.raises(UsageError, match=message):
+        call()

@@ -198,3 +198,18 @@ def test_params_with_a_trillion_channels_lists_few_divisors(convfilter_command, 
                               capture_output=True, text=True, timeout=60)  # fmt: skip
     assert too_many.returncode == 2
     assert "1<=x<=1099511627776" in too_many.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["gaussian", "-p", "sigma=42", "--dilation", "60"], ["w31.npy", "--dilation", "200"]],
+    ids=["gaussian-255-dilated-60", "random-31-dilated-200"],
+)
+def test_a_dilated_large_kernel_on_a_wide_image_stays_bounded(convfilter_command, tmp_path, baseline, args, rng):
+    # both ended in "unexpected MemoryError": a halo of thousands of rows on a strip as wide as the reach
+    Image.fromarray(rng.integers(0, 256, (64, 3000, 3), dtype=np.uint8)).save(tmp_path / "wide.png")
+    np.save(tmp_path / "w31.npy", rng.standard_normal((31, 31)).astype(np.float32))
+    code, stderr, peak = run_measured(convfilter_command, [args[0], "wide.png", "-o", "out.png", "-q", *args[1:]],
+                                      tmp_path)  # fmt: skip
+    assert code == 0, stderr
+    assert peak <= baseline + 100 * MiB, f"{peak / MiB:.0f} MiB, baseline {baseline / MiB:.0f} MiB"

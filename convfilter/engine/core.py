@@ -20,11 +20,7 @@ from ..errors import ArgumentError
 from .geometry import PADDING_MODES, check_groups, geometry, source_index
 from .plan import make_plan
 from .spatial import Scratch
-from .taps import Plan
-
-# Bytes of float32 input a strip aims for: measured best on 12 MP with 2 threads, large enough
-# that the Python work per strip and the hand-offs between threads stay small.
-STRIP_BYTES = 1 << 21
+from .taps import STRIP_BYTES, Plan
 
 
 class _NoChannels(Plan):
@@ -66,7 +62,9 @@ class Convolution:
         # NaN, infinities and float64 values beyond float32's range (infinite once loaded) call for
         # plans that skip zero weights; min and max are NaN if any value is
         top = float(np.finfo(np.float32).max)
-        self.finite = self.x.dtype.kind != "f" or not self.x.size or bool(-top <= self.x.min() <= self.x.max() <= top)
+        self.finite = (
+            self.x.dtype.kind != "f" or not self.x.size or -top <= float(self.x.min()) <= float(self.x.max()) <= top
+        )
         if channels == 0:
             self.out_channels, self.plan = 0, _NoChannels()
         else:
@@ -151,6 +149,10 @@ class Convolution:
                         out[..., o] += b
 
     def _starts(self, strip_rows: int | None) -> list[tuple[int, int]]:
+        if strip_rows is not None and (
+            isinstance(strip_rows, bool) or not isinstance(strip_rows, int) or strip_rows < 1
+        ):
+            raise ArgumentError(f"strip_rows must be a positive int, got {strip_rows!r}")
         rows = strip_rows or self.strip_rows
         height = self.geometry.out_height
         return [(r0, min(rows, height - r0)) for r0 in range(0, height, rows)]
@@ -193,13 +195,19 @@ class Convolution:
     def run(self, threads: int | None = None, strip_rows: int | None = None) -> np.ndarray:
         """Return the whole float32 result ``(H', W', O)``; ``strip_rows`` overrides the strip
         height the plan chose."""
-        out = np.empty(self.shape, np.float32)
+        try:
+            out = np.empty(self.shape, np.float32)
+        except (MemoryError, ValueError):
+            size = "×".join(map(str, self.shape))
+            raise ArgumentError(f"the result, {size} float32, is larger than this machine can hold") from None
         self._parallel(lambda r0, n, scratch: self.compute(r0, n, out[r0 : r0 + n], scratch), threads, strip_rows)
         return out
 
     def _parallel(self, work: Callable[[int, int, Scratch], None], threads: int | None, strip_rows: int | None) -> None:
         starts = self._starts(strip_rows)
         threads = min(threads or os.cpu_count() or 1, len(starts))
+        if threading.current_thread().name.startswith(_POOL_PREFIX):
+            threads = 1  # called from a strip's own work (a sink): the pool's threads are all busy
         if threads <= 1:
             scratch = Scratch()
             for r0, n in starts:
@@ -220,6 +228,7 @@ class Convolution:
             pass
 
 
+_POOL_PREFIX = "convfilter-strips"
 _pools: dict[tuple[int, int], ThreadPoolExecutor] = {}
 _pools_lock = threading.Lock()
 
@@ -230,7 +239,7 @@ def _pool(threads: int) -> ThreadPoolExecutor:
     key = (os.getpid(), threads)
     with _pools_lock:
         if key not in _pools:
-            _pools[key] = ThreadPoolExecutor(threads, thread_name_prefix="convfilter")
+            _pools[key] = ThreadPoolExecutor(threads, thread_name_prefix=_POOL_PREFIX)
         return _pools[key]
 
 
@@ -307,7 +316,10 @@ def _validate(
         bias = np.asarray(bias)
         if bias.dtype.kind not in "biuf":
             raise ArgumentError(f"bias must hold numbers, got {bias.dtype}")
-        bias = bias.astype(np.float32).reshape(-1)
+        with np.errstate(over="ignore"):
+            bias = bias.astype(np.float32).reshape(-1)
+        if not np.isfinite(bias).all():
+            raise ArgumentError("bias must hold finite numbers within float32's range (±3.4e38)")
         if len(bias) == 1:
             bias = np.repeat(bias, out_channels)
         if len(bias) != out_channels:

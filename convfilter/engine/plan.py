@@ -17,13 +17,22 @@ from dataclasses import dataclass
 import numpy as np
 
 from .geometry import Geometry
-from .spatial import EXACT, FFT, Direct, IntegerDirect, RowMatmul, Scratch, Separable, accumulate, low_rank
-from .taps import Gather, General, Plan, TapMatmul
+from .spatial import (
+    EXACT,
+    FFT,
+    FFT_STRIP_ROWS,
+    Direct,
+    IntegerDirect,
+    RowMatmul,
+    Scratch,
+    Separable,
+    accumulate,
+    low_rank,
+)
+from .taps import STRIP_LIMIT, Gather, General, Plan, TapMatmul
 
 # An FFT costs about the same whatever the kernel's size; below this many taps it never wins.
 FFT_MIN_TAPS = 100
-# An FFT strip is taller: its cost per row falls as the kernel's halo becomes a smaller share.
-FFT_STRIP_ROWS = 256
 # Mixing matrices with more entries than this are applied as one matrix product per strip.
 MATMUL_MIX_ENTRIES = 16
 
@@ -38,10 +47,17 @@ def make_plan(
     reaches exactly the outputs whose non-zero taps read it).
     """
     kh, kw = weight.shape[2:]
-    if _strip_load_per_row(geo) > 2 * kh * kw * geo.out_width:
+    # a padded strip of even one output row beyond the limit (a dilated kernel's halo), or one
+    # that loads more than the taps would read: gather the samples instead
+    smallest_strip = 4 * (geo.stride[0] + geo.reach[0]) * geo.padded_width * image_shape[2]
+    if smallest_strip > STRIP_LIMIT or _strip_load_per_row(geo) > 2 * kh * kw * geo.out_width:
+        split = mixing_split(weight, groups, image_shape[2]) if finite else None
+        if split is not None and (terms := low_rank(split[1], max_rank=1)) is not None:
+            (u, v), = terms  # fmt: skip
+            return Gather(weight, groups, finite, (u, v, split[0]))
         return Gather(weight, groups, finite)
     if geo.stride[1] == 1:
-        factored = factor(weight, groups, image_shape[2], geo.dilation, eight_bit, finite)
+        factored = factor(weight, groups, image_shape[2], geo, eight_bit, finite)
         if factored is not None:
             return factored
     general = General(weight, groups)
@@ -57,7 +73,7 @@ def _strip_load_per_row(geo: Geometry) -> float:
 
 
 def spatial_method(
-    kernel: np.ndarray, dilation: tuple[int, int], eight_bit: bool = False, finite: bool = True
+    kernel: np.ndarray, geo: Geometry, eight_bit: bool = False, finite: bool = True
 ) -> Direct | Separable | RowMatmul | FFT:
     """The cheapest exact way to apply ``kernel``: direct taps (in integers on ``eight_bit``
     input where the kernel allows), a rank-1/2 split, row matrix products, or an FFT; each
@@ -74,7 +90,7 @@ def spatial_method(
         if terms is not None:
             candidates.append(Separable(terms))
     if kernel.size >= FFT_MIN_TAPS:
-        candidates.append(FFT(kernel, dilation))
+        candidates.append(FFT(kernel, geo.dilation, geo.stride[0], geo.out_width))
     return min(candidates, key=lambda method: method.cost)
 
 
@@ -110,7 +126,9 @@ class Factored(Plan):
         rows per output row, so they take fewer."""
         geo = conv.geometry
         if isinstance(self.spatial, FFT):
-            return max(8, max(FFT_STRIP_ROWS, geo.reach[0]) // geo.stride[0])
+            # as tall as the halo, but within the strip limit
+            fits = (STRIP_LIMIT // (4 * geo.padded_width * conv.x.shape[2]) - geo.reach[0]) // geo.stride[0]
+            return max(1, min(max(8, max(FFT_STRIP_ROWS, geo.reach[0]) // geo.stride[0]), fits))
         if isinstance(self.spatial, RowMatmul):
             return max(4, min(rows, 4 * rows // self.spatial.kernel.shape[1]))
         return rows
@@ -137,30 +155,41 @@ class Factored(Plan):
             mix(target, self.post, out, scratch.get("post_tmp", out.shape[:2]), self.finite)
 
 
-def factor(
-    weight: np.ndarray,
-    groups: int,
-    in_channels: int,
-    dilation: tuple[int, int],
-    eight_bit: bool = False,
-    finite: bool = True,
-) -> Factored | None:
-    """Factor ``weight`` [O, C/g, kh, kw] as ``M ⊗ K`` (exactly, to float32 rounding), or None.
-    ``eight_bit``: the image is uint8, so ``K`` may run in integers where nothing is mixed first."""
+def mixing_split(weight: np.ndarray, groups: int, in_channels: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(M, K)`` with ``weight[o, c] = M[o, c] · K``: the (O, C) mixing matrix over all input
+    channels (zero outside each output's group) and the spatial kernel, or None."""
     out_channels, group_in, kh, kw = weight.shape
     terms = low_rank(weight.reshape(out_channels * group_in, kh * kw), max_rank=1)
     if terms is None:
         return None
     # K is the weight's largest (out, in) slice itself, so copies of it get coefficients of exactly 1
     (coefficients, kernel), = terms  # fmt: skip
-    kernel, coefficients = kernel.reshape(kh, kw), _snap(coefficients)
+    coefficients = _snap(coefficients)
     matrix = np.zeros((out_channels, in_channels))
     group_out = out_channels // groups
     for o in range(out_channels):
         g = o // group_out
         matrix[o, g * group_in : (g + 1) * group_in] = coefficients[o * group_in : (o + 1) * group_in]
-    spatial = spatial_method(kernel, dilation, False, finite)
-    direct = spatial_method(kernel, dilation, eight_bit, finite)  # for the strip as loaded, unmixed
+    return matrix, kernel.reshape(kh, kw)
+
+
+def factor(
+    weight: np.ndarray,
+    groups: int,
+    in_channels: int,
+    geo: Geometry,
+    eight_bit: bool = False,
+    finite: bool = True,
+) -> Factored | None:
+    """Factor ``weight`` [O, C/g, kh, kw] as ``M ⊗ K`` (exactly, to float32 rounding), or None.
+    ``eight_bit``: the image is uint8, so ``K`` may run in integers where nothing is mixed first."""
+    split = mixing_split(weight, groups, in_channels)
+    if split is None:
+        return None
+    matrix, kernel = split
+    out_channels = weight.shape[0]
+    spatial = spatial_method(kernel, geo, False, finite)
+    direct = spatial_method(kernel, geo, eight_bit, finite)  # for the strip as loaded, unmixed
     if out_channels == in_channels and np.array_equal(matrix, np.diag(np.diag(matrix))):
         if np.all(np.diag(matrix) == 1):
             return Factored(None, None, in_channels, direct, finite)  # depthwise, one kernel for all
