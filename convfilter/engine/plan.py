@@ -56,14 +56,16 @@ def make_plan(
             (u, v), = terms  # fmt: skip
             return Gather(weight, groups, finite, (u, v, split[0]))
         return Gather(weight, groups, finite)
-    if geo.stride[1] == 1:
-        factored = factor(weight, groups, image_shape[2], geo, eight_bit, finite)
-        if factored is not None:
+    candidates = [General(weight, groups)]
+    if finite:
+        candidates.append(TapMatmul(weight, groups))
+    factored = factor(weight, groups, image_shape[2], geo, eight_bit, finite)
+    if factored is not None:
+        if geo.stride[1] == 1:
             return factored
-    general = General(weight, groups)
-    if not finite:
-        return general
-    return min(general, TapMatmul(weight, groups), key=lambda plan: plan.cost)
+        # a horizontal stride: the factored plan computes every column, the others only those kept
+        return min([*candidates, factored], key=lambda plan: plan.cost * (geo.stride[1] if plan is factored else 1))
+    return min(candidates, key=lambda plan: plan.cost)
 
 
 def _strip_load_per_row(geo: Geometry) -> float:
@@ -138,14 +140,29 @@ class Factored(Plan):
         """True when every output channel is the same single filtered channel (the ``edge`` case)."""
         return self.channels == 1 and self.post is not None and bool(np.all(self.post == 1))
 
+    @property
+    def cost(self) -> float:
+        """Passes of one channel over the output, at a horizontal stride of 1."""
+        return self.spatial.cost * self.channels
+
     def __call__(self, strip, out, stride, dilation, scratch: Scratch, collapse: bool = False) -> None:
         """Compute ``out`` (n, W, O) from the interleaved ``strip`` (R, Wp, C); with ``collapse``
-        (only when ``replicated``), ``out`` is (n, W, 1) and gets the one channel all outputs share."""
-        row_step = stride[0]
+        (only when ``replicated``), ``out`` is (n, W, 1) and gets the one channel all outputs share.
+        A horizontal stride computes every column, then keeps every stride-th."""
+        (row_step, col_step), n, width = stride, out.shape[0], out.shape[1]
         if self.pre is not None:
             mixed = scratch.get("pre", (*strip.shape[:2], self.channels))
             mix(strip, self.pre, mixed, scratch.get("pre_tmp", strip.shape[:2]), self.finite)
             strip = mixed
+        if col_step > 1:
+            full = scratch.get("full", (n, (width - 1) * col_step + 1, self.channels))
+            self.spatial(strip, full, row_step, dilation, scratch)
+            target = full[:, ::col_step]
+            if collapse or self.post is None:
+                np.copyto(out, target)
+            else:
+                mix(target, self.post, out, scratch.get("post_tmp", out.shape[:2]), self.finite)
+            return
         if collapse:
             self.spatial(strip, out, row_step, dilation, scratch)
             return
