@@ -55,7 +55,9 @@ def _check_nested(value: list, depth: int, where: str, levels: tuple[str, ...], 
     if depth == 1:
         for column, item in enumerate(value, 1):
             if not is_number(item):
-                raise KernelError(f"{where}: 'weights'{path} item {column} is {item!r}, not a finite number")
+                raise KernelError(
+                    f"{where}: 'weights'{path} item {column} is {item!r}, not a finite number{_text_hint(item)}"
+                )
         return (len(value),)
     level = levels[-(depth - 1)]
     shapes = []
@@ -73,6 +75,17 @@ def _check_nested(value: list, depth: int, where: str, levels: tuple[str, ...], 
     return (len(value), *shapes[0])
 
 
+def _text_hint(value: object) -> str:
+    """YAML reads 1e300 (no dot) as text: say so, and how to write it as a number."""
+    try:
+        number = float(value) if isinstance(value, str) else None
+    except ValueError:
+        number = None
+    if number is None or not math.isfinite(number):
+        return ""
+    return f" (YAML reads {value} as text; write it with a dot: {number:.1e})"
+
+
 def is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -80,7 +93,7 @@ def is_number(value: object) -> bool:
 def number_field(data: dict, field: str, where: str, default: float) -> float:
     value = data.get(field, default)
     if not is_number(value):
-        raise KernelError(f"{where}: {field!r} must be a finite number, got {value!r}")
+        raise KernelError(f"{where}: {field!r} must be a finite number, got {value!r}{_text_hint(value)}")
     return float(value)
 
 

@@ -357,3 +357,21 @@ def test_no_builtin_kernel_is_named_like_a_command():
     builtins = {path.stem for path in (ROOT / "kernels").glob("*.yaml")}
     assert len(builtins) == 25
     assert not builtins & set(cli.commands)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "weights: [[1e-30, 1]]\n",
+            "is '1e-30', not a finite number (YAML reads 1e-30 as text; write it with a dot: 1.0e-30)",
+        ),
+        ("weights: [[1]]\nscale: 1e300\n", "got '1e300' (YAML reads 1e300 as text; write it with a dot: 1.0e+300)"),
+        ("weights: [[abc]]\n", "is 'abc', not a finite number"),
+    ],
+)
+def test_numbers_yaml_reads_as_text_get_a_hint(tmp_path, text, message):
+    (tmp_path / "k.yaml").write_text(text)
+    with pytest.raises(KernelError) as raised:
+        load_kernel(tmp_path / "k.yaml")
+    assert str(raised.value).endswith(message)
