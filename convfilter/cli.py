@@ -6,6 +6,7 @@ The library modules are imported inside the commands, so that ``--help`` stays q
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -16,9 +17,9 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .checks import DEFAULT_MAX_PIXELS, Limits
 from .commands import gallery_command, list_command, params_command, show_command
 from .errors import ConvFilterError, UsageError
+from .guards import DEFAULT_MAX_PIXELS, Limits
 from .options import ALPHAS, BORDERS, FORMATS, RANGES, mix_options, param_option, parse_mix, parse_params
 
 EXIT_INTERRUPTED = 130
@@ -226,7 +227,7 @@ def _run_batch(planned, kernel, options, jobs, connection, fail_fast, as_json, q
     counts = {"written": 0, "failed": 0, "skipped": 0}
     start = time.perf_counter()
     show_bar = not as_json and not quiet and sys.stderr.isatty() and planned.jobs
-    bar = (
+    progress = (
         click.progressbar(
             length=len(planned.jobs),
             label="filtering",
@@ -236,8 +237,9 @@ def _run_batch(planned, kernel, options, jobs, connection, fail_fast, as_json, q
             item_show_func=lambda _: _rate(counts, start),
         )
         if show_bar
-        else None
+        else contextlib.nullcontext()
     )
+    bar = None
 
     def record(result: batch.FileResult) -> bool:
         counts[result.status] += 1
@@ -252,16 +254,13 @@ def _run_batch(planned, kernel, options, jobs, connection, fail_fast, as_json, q
 
     for source, target, reason in planned.skipped:
         record(batch.FileResult(source, target, "skipped", error=reason))
-    if bar is not None:
-        bar.__enter__()
     try:
-        if connection is not None:
-            dask_cluster.run_on_cluster(planned.jobs, kernel, options, connection, record)
-        else:
-            batch.run(planned.jobs, kernel, options, jobs or batch.default_workers(), record)
+        with progress as bar:
+            if connection is not None:
+                dask_cluster.run_on_cluster(planned.jobs, kernel, options, connection, record)
+            else:
+                batch.run(planned.jobs, kernel, options, jobs or batch.default_workers(), record)
     finally:
-        if bar is not None:
-            bar.__exit__(None, None, None)
         if not quiet or counts["failed"]:
             summary = f"{counts['written']} written, {counts['failed']} failed, {counts['skipped']} skipped"
             click.echo(f"{summary} in {time.perf_counter() - start:.1f} s", err=True)

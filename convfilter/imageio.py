@@ -13,8 +13,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .checks import Limits, check_size, is_truncated, truncated_error
 from .errors import ImageError, UsageError
+from .guards import Limits, check_size, is_truncated, truncated_error
 from .metadata import Metadata, add_metadata, apply_orientation, count_frames, might_have_metadata, read_metadata
 from .options import FORMATS
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .checks import Limits
 from .engine import Convolution
+from .guards import Limits
 from .imageio import (
     Image,
     decode_image,
