@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 import sys
 from pathlib import Path
 
@@ -12,6 +13,39 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
 DATA = Path(__file__).resolve().parent / "data"
+CAT = str(SAMPLES / "cat.jpeg")
+# the last line of a batch: "8 written, 1 failed, 0 skipped in 0.4 s"
+SUMMARY = re.compile(r"(\d+) written, (\d+) failed, (\d+) skipped in [\d.]+ s$")
+
+
+def run(*args, input: bytes | None = None):
+    """The command line in this process, through Click's runner."""
+    from click.testing import CliRunner
+
+    from convfilter.cli import cli
+
+    return CliRunner().invoke(cli, [str(a) for a in args], input=input)
+
+
+def pixels(path) -> np.ndarray:
+    """The pixels of an image file, as Pillow (not convfilter) decodes them."""
+    from PIL import Image
+
+    return np.asarray(Image.open(path))
+
+
+def assert_matches_golden(path) -> None:
+    """The classic example's output: the original's pixels (within JPEG-decoder rounding)."""
+    ours, golden = pixels(path).astype(int), pixels(DATA / "edge-cat.seed.png").astype(int)
+    assert ours.shape == golden.shape == (300, 451, 3)
+    diff = np.abs(ours - golden)
+    assert diff.max() <= 1 and np.count_nonzero(diff) <= 0.001 * diff.size
+
+
+def assert_one_line_error(stderr: str, text: str) -> None:
+    """Exactly one line, ``convfilter: error: …``, containing ``text``, and no traceback."""
+    assert stderr.startswith("convfilter: error: ") and text in stderr, stderr
+    assert stderr.count("\n") == 1 and "Traceback" not in stderr
 
 
 @pytest.fixture

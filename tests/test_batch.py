@@ -4,24 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
-from conftest import SAMPLES, copies_of_a_photo, wait_for_outputs
+from conftest import SAMPLES, SUMMARY, copies_of_a_photo, run, wait_for_outputs
 from PIL import Image
-
-from convfilter.cli import cli
-
-SUMMARY = re.compile(r"^(\d+) written, (\d+) failed, (\d+) skipped in [\d.]+ s$")
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 @pytest.fixture

@@ -14,12 +14,10 @@ import time
 import distributed
 import pytest
 from click.testing import CliRunner
-from conftest import SAMPLES, copies_of_a_photo, wait_for_outputs
+from conftest import SAMPLES, SUMMARY, copies_of_a_photo, wait_for_outputs
 from PIL import Image
 
 from convfilter.cli import cli
-
-SUMMARY = re.compile(r"(\d+) written, (\d+) failed, (\d+) skipped in [\d.]+ s$")
 
 
 @pytest.fixture(scope="module")
