@@ -144,7 +144,7 @@ def draw(rng: np.random.Generator) -> Config:
     form = WEIGHT_FORMS[rng.integers(len(WEIGHT_FORMS))]
     if rng.random() < 0.12:  # the band of large kernels, which reaches the FFT
         kh, kw = (int(v) for v in rng.integers(10, 32, 2))
-        form = str(rng.choice(["depthwise", "separable", "mixed"]))
+        form = str(rng.choice(["depthwise", "separable", "mixed", "random"]))
     else:
         kh, kw = (int(v) for v in rng.integers(1, 10, 2))
     weight = _weight(rng, out_channels, group_in, kh, kw, form)

@@ -15,7 +15,7 @@ import pytest
 from differential import Config, check, draw, plan_name
 
 from convfilter import UsageError
-from convfilter.engine import spatial, taps
+from convfilter.engine import plan, spatial, taps
 
 DRAWS = int(os.environ.get("CONVFILTER_DRAWS", "4000"))
 SEED = int(os.environ.get("CONVFILTER_SEED", "20261126"))
@@ -29,6 +29,7 @@ PLANS = (
     "TapMatmul",
     "Gather",
     "SeparableGather",
+    "PerPair",
 )
 
 
@@ -80,6 +81,7 @@ OWNERS = {
     "TapMatmul": taps.TapMatmul,
     "Gather": taps.Gather,
     "SeparableGather": taps.Gather,
+    "PerPair": plan.PerPair,
 }
 
 

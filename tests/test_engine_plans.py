@@ -190,3 +190,21 @@ def test_integer_path_sums_exactly_at_the_overflow_bound(rng):
     conv = Convolution(x, kernel[None, None], padding_mode="reflect")
     assert type(conv.plan.spatial).__name__ == "IntegerDirect"
     assert np.all(conv.run() == 255 * 128)
+
+
+@pytest.mark.parametrize("stride", [1, (1, 2), 3])
+def test_large_kernels_never_run_tap_by_tap(stride, rng):
+    # a 41×41 kernel per channel (a bank), and a shared one with a horizontal stride: once 1,681
+    # taps per pixel; now each pair by its own fast method, or the factored one every stride-th column
+    from convfilter.engine.plan import PerPair
+
+    x = rng.integers(0, 256, (120, 130, 3), dtype=np.uint8)
+    bank = rng.standard_normal((3, 1, 41, 41)).astype(np.float32)
+    shared = np.broadcast_to(bank[0], (3, 1, 41, 41))
+    steps = (stride, stride) if isinstance(stride, int) else stride
+    for weight in (bank, shared):
+        conv = Convolution(x, weight, stride=stride, groups=3, padding_mode="reflect")
+        assert isinstance(conv.plan, (PerPair, Factored))
+        spatial = [m for *_, m in conv.plan.pairs] if isinstance(conv.plan, PerPair) else [conv.plan.spatial]
+        assert not any(isinstance(m, Direct) for m in spatial)  # FFT, or row products for a small output
+        assert_close(conv.run(), _torch_conv(x, weight, None, steps, (1, 1), 3, "reflect"))

@@ -35,6 +35,8 @@ from .taps import STRIP_LIMIT, Gather, General, Plan, TapMatmul
 FFT_MIN_TAPS = 100
 # Mixing matrices with more entries than this are applied as one matrix product per strip.
 MATMUL_MIX_ENTRIES = 16
+# A weight whose kernels differ per channel pair is planned pair by pair up to this many pairs.
+MAX_PAIRS = 64
 
 
 def make_plan(
@@ -60,12 +62,13 @@ def make_plan(
     if finite:
         candidates.append(TapMatmul(weight, groups))
     factored = factor(weight, groups, image_shape[2], geo, eight_bit, finite)
-    if factored is not None:
-        if geo.stride[1] == 1:
-            return factored
-        # a horizontal stride: the factored plan computes every column, the others only those kept
-        return min([*candidates, factored], key=lambda plan: plan.cost * (geo.stride[1] if plan is factored else 1))
-    return min(candidates, key=lambda plan: plan.cost)
+    if factored is not None and geo.stride[1] == 1:
+        return factored
+    wide = [factored] if factored is not None else []
+    if finite and kh * kw >= FFT_MIN_TAPS and np.count_nonzero(np.any(weight, axis=(2, 3))) <= MAX_PAIRS:
+        wide.append(PerPair(weight, groups, geo))
+    # these compute every column and keep every stride-th; the others compute only those kept
+    return min([*candidates, *wide], key=lambda plan: plan.cost * (geo.stride[1] if plan in wide else 1))
 
 
 def _strip_load_per_row(geo: Geometry) -> float:
@@ -86,13 +89,16 @@ def spatial_method(
         candidates.append(integer)
     if not finite:
         return candidates[0]
-    if min(kernel.shape) > 1:
-        candidates.append(RowMatmul(kernel))
-        terms = low_rank(kernel)
-        if terms is not None:
-            candidates.append(Separable(terms))
     if kernel.size >= FFT_MIN_TAPS:
         candidates.append(FFT(kernel, geo.dilation, geo.stride[0], geo.out_width))
+    if min(kernel.shape) > 1:
+        candidates.append(RowMatmul(kernel))
+        terms = low_rank(kernel, max_rank=1)
+        # a rank-2 split needs an SVD (seconds for 255×255): only where it could be the cheapest
+        if terms is None and Separable.passes(2, kernel.shape) < min(method.cost for method in candidates):
+            terms = low_rank(kernel)
+        if terms is not None:
+            candidates.append(Separable(terms))
     return min(candidates, key=lambda method: method.cost)
 
 
@@ -170,6 +176,34 @@ class Factored(Plan):
         self.spatial(strip, target, row_step, dilation, scratch)
         if self.post is not None:
             mix(target, self.post, out, scratch.get("post_tmp", out.shape[:2]), self.finite)
+
+
+class PerPair(Plan):
+    """Each (output, input) pair's own kernel by its own cheapest spatial method, on planar
+    copies of the strip: for a few large kernels that differ per channel (a depthwise bank of
+    255×255 kernels), which tap-by-tap plans would apply in ``kh·kw`` passes each."""
+
+    def __init__(self, weight: np.ndarray, groups: int, geo: Geometry) -> None:
+        out_channels, group_in = weight.shape[:2]
+        group_out = out_channels // groups
+        self.pairs = [
+            (o, (o // group_out) * group_in + c, spatial_method(weight[o, c], geo))
+            for o in range(out_channels)
+            for c in range(group_in)
+            if np.any(weight[o, c])
+        ]
+        self.cost = sum(method.cost for *_, method in self.pairs) + groups * group_in
+
+    def __call__(self, strip, out, stride, dilation, scratch: Scratch, collapse: bool = False) -> None:
+        """Compute ``out`` (n, W', O) from the interleaved ``strip`` (R, Wp, C)."""
+        (row_step, col_step), (n, width, _) = stride, out.shape
+        planes = scratch.get("pair_planes", (strip.shape[2], *strip.shape[:2]))
+        np.copyto(planes, strip.transpose(2, 0, 1))
+        part = scratch.get("pair_part", (n, (width - 1) * col_step + 1, 1))
+        out.fill(0)
+        for o, c, method in self.pairs:
+            method(planes[c][..., None], part, row_step, dilation, scratch)
+            out[..., o] += part[:, ::col_step, 0]
 
 
 def mixing_split(weight: np.ndarray, groups: int, in_channels: int) -> tuple[np.ndarray, np.ndarray] | None:

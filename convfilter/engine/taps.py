@@ -97,7 +97,10 @@ class TapMatmul(Plan):
         per_group = weight.reshape(groups, self.group_out, group_in, kh, kw)
         self.matrices = np.ascontiguousarray(per_group.transpose(3, 4, 0, 2, 1), np.float32)
         self.weight = weight
-        self.live = [(i, j) for i in range(kh) for j in range(kw) if np.any(self.matrices[i, j])]
+        self.live = [
+            (int(i), int(j))
+            for i, j in zip(*np.nonzero(np.any(self.matrices.reshape(kh, kw, -1), axis=2)), strict=True)
+        ]
         self.finite = finite
         channels = groups * group_in
         # in General's units (one pass over one channel), as measured on 1–12 MP: per tap, a fixed
