@@ -271,3 +271,36 @@ def test_a_convolution_inside_a_sink_does_not_deadlock(rng):
 def test_more_refusals(call, message):
     with pytest.raises(UsageError, match=message):
         call()
+
+
+def test_a_rank_two_split_keeps_small_weights():
+    rng = np.random.default_rng(5)
+    kernel = np.zeros((21, 21))
+    kernel[0, 0], kernel[1, 1] = 1, 0.5
+    s, t = rng.choice([-1.0, 1.0], (2, 19))
+    kernel[2:, 2:] += 9e-7 * np.outer(s, t)
+    x = np.sign(kernel)[..., None].astype(np.float32)
+    x[:2, :2] = 0
+    got = convolve(x, kernel[None, None], padding="valid")
+    expected = torch_conv(x, kernel[None, None].astype(np.float32))
+    np.testing.assert_allclose(got, expected, rtol=1e-3)
+
+
+def test_an_overflow_in_one_group_stays_in_that_group():
+    # inf · 0 in a mixing product made the other group's outputs NaN
+    x = np.ones((12, 12, 4), np.float32)
+    x[..., 0] = 3e38
+    weight = np.arange(1, 17, dtype=float).reshape(8, 2)[:, :, None, None] * np.ones((3, 3))
+    for kwargs in ({}, {"stride": (1, 2)}, {"dilation": 4000}):
+        got = convolve(x, weight, groups=2, **kwargs)
+        assert np.all(np.isfinite(got[..., 4:])), kwargs
+        assert np.all(np.isinf(got[..., :4]) | (np.abs(got[..., :4]) > 1e38)), kwargs
+
+
+def test_columns_no_output_reads_do_not_round_into_an_fft(rng):
+    x = (10 * rng.standard_normal((300, 340, 1))).astype(np.float32)
+    x[:, 1::2] = 1e25  # a stride and a dilation of 2 read only the even columns
+    kernel = rng.standard_normal((1, 1, 31, 31))
+    got = convolve(x, kernel, stride=(1, 2), dilation=(1, 2), padding=0)
+    expected = torch_conv(x, kernel.astype(np.float32), stride=(1, 2), dilation=(1, 2))
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4 * np.abs(expected).max())

@@ -104,8 +104,9 @@ def spatial_method(
 
 def mix(source: np.ndarray, matrix: np.ndarray, target: np.ndarray, tmp: np.ndarray, finite: bool = True) -> None:
     """Per pixel ``target[..., o] = Σ_c matrix[o, c] · source[..., c]``: a matrix product for a
-    large matrix, else sums of the non-zero terms (always so for non-finite input)."""
-    if finite and matrix.size > MATMUL_MIX_ENTRIES:
+    large matrix with no zero, else sums of the non-zero terms (so that an infinity, in the
+    input or from an overflow, never meets a zero weight and turns into NaN)."""
+    if finite and matrix.size > MATMUL_MIX_ENTRIES and np.all(matrix != 0):
         np.matmul(source, matrix.T.astype(np.float32), out=target)
         return
     for o in range(matrix.shape[0]):
@@ -161,6 +162,11 @@ class Factored(Plan):
             mix(strip, self.pre, mixed, scratch.get("pre_tmp", strip.shape[:2]), self.finite)
             strip = mixed
         if col_step > 1:
+            if isinstance(self.spatial, FFT):  # columns no output reads must not round into the others
+                read = np.zeros(strip.shape[1], bool)
+                for j in range(self.spatial.kernel.shape[1]):
+                    read[j * dilation[1] : j * dilation[1] + (width - 1) * col_step + 1 : col_step] = True
+                strip[:, ~read] = 0
             full = scratch.get("full", (n, (width - 1) * col_step + 1, self.channels))
             self.spatial(strip, full, row_step, dilation, scratch)
             target = full[:, ::col_step]

@@ -302,14 +302,15 @@ class FFT:
 EXACT = 4e-7
 
 
-def low_rank(matrix: np.ndarray, max_rank: int = 2, rtol: float = 1e-6) -> list[tuple[np.ndarray, np.ndarray]] | None:
+def low_rank(matrix: np.ndarray, max_rank: int = 2, rtol: float = 1e-12) -> list[tuple[np.ndarray, np.ndarray]] | None:
     """Split ``matrix`` into at most ``max_rank`` outer products ``u vᵀ`` that equal it, or
     return None.
 
     Rank 1 is tried first with the row of the largest entry itself as ``v``, so that exact
     copies of a row give exactly that row and coefficients of exactly 1; it must reproduce every
     entry to ``EXACT`` of that entry (a zero exactly). Rank 2 comes from a thin SVD, which costs
-    about ``m·n·min(m, n)``, and must match to ``rtol`` of the largest entry.
+    about ``m·n·min(m, n)``, and must match each entry as closely, give or take ``rtol`` of the
+    largest (the SVD's own rounding).
 
     >>> (u, v), = low_rank(np.array([[1.0, 2.0], [3.0, 6.0]]))
     >>> u.tolist(), v.tolist()
@@ -336,6 +337,7 @@ def low_rank(matrix: np.ndarray, max_rank: int = 2, rtol: float = 1e-6) -> list[
     left, sigma, right = np.linalg.svd(matrix, full_matrices=False)
     for rank in range(2, min(max_rank, len(sigma)) + 1):
         terms = [(left[:, k] * sigma[k], right[k]) for k in range(rank)]
-        if np.abs(sum(np.outer(a, b) for a, b in terms) - matrix).max() <= rtol * scale:
+        # each entry to EXACT of itself, with a floor far below float32 for the SVD's own rounding
+        if np.all(np.abs(sum(np.outer(a, b) for a, b in terms) - matrix) <= EXACT * np.abs(matrix) + rtol * scale):
             return terms
     return None

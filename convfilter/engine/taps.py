@@ -222,4 +222,6 @@ class Gather(Plan):
             view[:, cols < 0] = 0
             view *= np.float32(w)
             horizontal += view
-        np.matmul(horizontal, matrix.T.astype(np.float32), out=out)
+        for o, coefficients in enumerate(matrix):  # the non-zero terms only (no inf · 0)
+            terms = [(np.float32(w), horizontal[..., c]) for c, w in enumerate(coefficients) if w != 0]
+            accumulate(out[..., o], terms, scratch.get("mix_tmp", (n, out_width)))
