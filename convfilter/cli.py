@@ -219,7 +219,10 @@ def _batch(planned, kernel, options, jobs, fail_fast, cluster, as_json, quiet) -
 def _run_batch(planned, kernel, options, jobs, connection, fail_fast, as_json, quiet) -> int:
     from . import batch
 
-    planned.folder.mkdir(parents=True, exist_ok=True)
+    try:
+        planned.folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:  # a broken link, a file on the way, no permission
+        raise UsageError(f"output {planned.folder}: cannot make the folder ({error.strerror})") from None
     if connection is not None:
         from . import cluster as dask_cluster
 

@@ -108,15 +108,20 @@ def _single(source: str, output: str | None, fmt: str | None, ext: str | None, s
         return Job(input_path, None, FORMATS[ext] if ext else None)
     out_path = Path(output)
     if out_path.is_dir() or output.endswith(os.sep):
-        out_path = out_path / ("stdin.png" if input_path is None else input_path.name)
+        # into a folder: named as a batch names it (--format's extension, or a writable one)
+        return _checked(_job(input_path, out_path / ("stdin.png" if input_path is None else input_path.name), ext))
     out_format = output_format(out_path)
     if ext and FORMATS[ext] != out_format:
         raise UsageError(f"option --format {fmt}: the output {out_path} already asks for {out_format}")
-    if not out_path.parent.is_dir():
-        raise UsageError(f"output {out_path}: the folder {out_path.parent} does not exist")
-    if input_path is not None and input_path.exists():
-        check_writable_over(out_path, [input_path])
-    return Job(input_path, out_path, out_format)
+    return _checked(Job(input_path, out_path, out_format))
+
+
+def _checked(job: Job) -> Job:
+    if not job.output.parent.is_dir():
+        raise UsageError(f"output {job.output}: the folder {job.output.parent} does not exist")
+    if job.input is not None and job.input.exists():
+        check_writable_over(job.output, [job.input])
+    return job
 
 
 def _batch(inputs: tuple[str, ...], output: str | None, ext: str | None, recursive: bool, skip_existing: bool):
@@ -148,7 +153,7 @@ def _batch(inputs: tuple[str, ...], output: str | None, ext: str | None, recursi
     return Outputs(jobs, skipped, folder)
 
 
-def _job(source: Path, target: Path, ext: str | None) -> Job:
+def _job(source: Path | None, target: Path, ext: str | None) -> Job:
     """The job for one file of a batch: ``--format``'s extension, else the input's own where it
     can be written, else a writable one (a GIF's output is a PNG)."""
     if ext is not None:
@@ -160,21 +165,26 @@ def _job(source: Path, target: Path, ext: str | None) -> Job:
     return Job(source, target.with_suffix("." + replacement), FORMATS[replacement])
 
 
-def _walk(folder: Path, recursive: bool, exclude: Path) -> Iterator[Path]:
-    """Files under ``folder`` (sorted, hidden ones and ``exclude``'s subtree left out)."""
+def _walk(folder: Path, recursive: bool, exclude: Path, seen: set | None = None) -> Iterator[Path]:
+    """Files under ``folder`` (sorted, hidden ones and ``exclude``'s subtree left out); a folder
+    reached again through a link (a loop) is not descended into twice."""
+    seen = {folder.resolve()} if seen is None else seen
     for entry in sorted(folder.iterdir()):
         if entry.name.startswith("."):
             continue
         if entry.is_dir():
-            if recursive and entry.resolve() != exclude:
-                yield from _walk(entry, recursive, exclude)
+            real = entry.resolve()
+            if recursive and real != exclude and real not in seen:
+                seen.add(real)
+                yield from _walk(entry, recursive, exclude, seen)
         elif entry.is_file():
             yield entry
 
 
 def _check_collisions(jobs: list[Job]) -> None:
     seen: dict[Path, Path] = {}
-    inputs = {job.input.resolve() for job in jobs if job.input.exists()}
+    # an input is known by its identity (device, inode): a hard link or another path to it too
+    inputs = {_identity(job.input) for job in jobs} - {None}
     for job in jobs:
         target = job.output.resolve()
         if target in seen:
@@ -183,8 +193,16 @@ def _check_collisions(jobs: list[Job]) -> None:
                 "rename one, or choose another --format"
             )
         seen[target] = job.input
-        if target in inputs:
+        if _identity(job.output) in inputs:
             raise UsageError(f"output {job.output}: is an input; writing over an input is refused")
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -3,6 +3,7 @@ files whose extensions are read but not written (through the installed command).
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -78,3 +79,44 @@ def test_a_folder_of_files_read_but_not_written_under_their_extension(convfilter
     assert written["a.jpe"][:3] == written["b.jfif"][:3] == b"\xff\xd8\xff"
     assert written["c.dib"][:2] == b"BM" and written["d.png"][:4] == b"\x89PNG"
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out" / "c.dib")), np.asarray(photo))
+
+
+def test_one_file_into_a_folder_is_named_as_a_batch_names_it(tmp_path):
+    gif = tmp_path / "a.gif"
+    Image.open(SAMPLES / "logo.png").convert("RGB").save(gif)
+    out = tmp_path / "out"
+    out.mkdir()
+    assert plan_outputs((str(gif),), str(out)).jobs == [Job(gif, out / "a.png", "png")]
+    cat = SAMPLES / "cat.jpeg"
+    assert plan_outputs((str(cat),), str(out), "webp").jobs == [Job(cat, out / "cat.webp", "webp")]
+    assert plan_outputs(("-",), str(out), "jpg").jobs == [Job(None, out / "stdin.jpg", "jpeg")]
+
+
+def test_a_link_loop_is_walked_once(tmp_path):
+    (tmp_path / "in" / "sub").mkdir(parents=True)
+    (tmp_path / "in" / "a.png").write_bytes((SAMPLES / "logo.png").read_bytes())
+    (tmp_path / "in" / "sub" / "loop").symlink_to("..")
+    jobs = plan_outputs((str(tmp_path / "in"),), str(tmp_path / "out"), recursive=True).jobs
+    assert [job.output.relative_to(tmp_path / "out") for job in jobs] == [Path("a.png")]
+
+
+def test_a_hard_link_to_an_input_in_the_output_folder_is_refused(tmp_path):
+    for name in ("a.png", "b.png"):
+        (tmp_path / name).write_bytes((SAMPLES / "logo.png").read_bytes())
+    (tmp_path / "out").mkdir()
+    os.link(tmp_path / "a.png", tmp_path / "out" / "a.png")
+    with pytest.raises(UsageError, match=r"out/a.png: is an input; writing over an input is refused"):
+        plan_outputs((str(tmp_path / "a.png"), str(tmp_path / "b.png")), str(tmp_path / "out"))
+
+
+@pytest.mark.parametrize("target", ["broken-link", "a.png/sub"])
+def test_a_batch_folder_that_cannot_be_made_is_one_line(convfilter_command, tmp_path, target):
+    for name in ("a.png", "b.png"):
+        (tmp_path / name).write_bytes((SAMPLES / "logo.png").read_bytes())
+    (tmp_path / "broken-link").symlink_to(tmp_path / "nowhere")
+    before = sorted(os.listdir(tmp_path))
+    done = subprocess.run([convfilter_command, "edge", "a.png", "b.png", "-o", target], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"convfilter: error: output {target}: cannot make the folder (")
+    assert done.stderr.count("\n") == 1 and sorted(os.listdir(tmp_path)) == before
