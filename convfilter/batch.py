@@ -2,7 +2,7 @@
 worker processes, and the record of each file.
 
 ``process`` is the work for one file: a plain function of (job, kernel, options) that returns a
-``FileResult`` and raises nothing a worker would lose, so that any executor can run it.
+``Result`` and raises nothing a worker would lose, so that any executor can run it.
 """
 
 from __future__ import annotations
@@ -11,45 +11,30 @@ import os
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 
 from .errors import ConvFilterError
 from .kernel import Kernel
 from .outputs import Job
-from .pipeline import Options, filter_file
+from .pipeline import Options, Result, filter_file
 
 
-@dataclass(frozen=True)
-class FileResult:
-    """What happened to one file: ``written``, ``failed`` (with the one-line reason) or ``skipped``."""
-
-    input: str
-    output: str
-    status: str
-    seconds: float = 0.0
-    error: str | None = None
-
-    def to_json(self) -> dict:
-        """The record as printed by ``--json``."""
-        return asdict(self)
-
-
-def process(job: Job, kernel: Kernel, options: Options) -> FileResult:
+def process(job: Job, kernel: Kernel, options: Options) -> Result:
     """Filter one file into its output, creating the output's folder; never raises for a bad
     file: the failure is in the record."""
     start = time.perf_counter()
     try:
         job.output.parent.mkdir(parents=True, exist_ok=True)
-        filter_file(job.input, job.output, kernel, replace(options, format=job.format))
+        result = filter_file(job.input, job.output, kernel, replace(options, format=job.format))
     except ConvFilterError as error:
-        return FileResult(str(job.input), str(job.output), "failed", time.perf_counter() - start, str(error))
+        return Result(str(job.input), str(job.output), "failed", time.perf_counter() - start, str(error))
     except OSError as error:
         reason = f"{job.output.parent}: {error.strerror}"
-        return FileResult(str(job.input), str(job.output), "failed", time.perf_counter() - start, reason)
+        return Result(str(job.input), str(job.output), "failed", time.perf_counter() - start, reason)
     except Exception as error:  # a bug: report it on the file rather than lose the batch
         reason = f"unexpected {type(error).__name__}: {error}"
-        return FileResult(str(job.input), str(job.output), "failed", time.perf_counter() - start, reason)
-    return FileResult(str(job.input), str(job.output), "written", time.perf_counter() - start)
+        return Result(str(job.input), str(job.output), "failed", time.perf_counter() - start, reason)
+    return replace(result, seconds=time.perf_counter() - start, layer=None)
 
 
 _worker: dict = {}
@@ -61,12 +46,12 @@ def _start_worker(kernel: Kernel, options: Options) -> None:
     _worker["kernel"], _worker["options"] = kernel, replace(options, threads=1)
 
 
-def _process_in_worker(job: Job) -> FileResult:
+def _process_in_worker(job: Job) -> Result:
     return process(job, _worker["kernel"], _worker["options"])
 
 
 def run(jobs: list[Job], kernel: Kernel, options: Options, workers: int,
-        on_result: Callable[[FileResult], bool]) -> None:  # fmt: skip
+        on_result: Callable[[Result], bool]) -> None:  # fmt: skip
     """Run ``jobs`` on ``workers`` processes (in this one for 1), calling ``on_result`` in this
     process as each finishes; it returns False to stop (``--fail-fast``). At most two jobs per
     worker are in flight, so memory does not grow with the number of files."""

@@ -218,6 +218,7 @@ def _batch(planned, kernel, options, jobs, fail_fast, cluster, as_json, quiet) -
 
 def _run_batch(planned, kernel, options, jobs, connection, fail_fast, as_json, quiet) -> int:
     from . import batch
+    from .pipeline import Result
 
     try:
         planned.folder.mkdir(parents=True, exist_ok=True)
@@ -244,7 +245,7 @@ def _run_batch(planned, kernel, options, jobs, connection, fail_fast, as_json, q
     )
     bar = None
 
-    def record(result: batch.FileResult) -> bool:
+    def record(result: Result) -> bool:
         counts[result.status] += 1
         if as_json:
             click.echo(json.dumps(result.to_json()))
@@ -256,7 +257,7 @@ def _run_batch(planned, kernel, options, jobs, connection, fail_fast, as_json, q
         return not (fail_fast and result.status == "failed")
 
     for source, target, reason in planned.skipped:
-        record(batch.FileResult(source, target, "skipped", error=reason))
+        record(Result(source, target, "skipped", error=reason))
     try:
         with progress as bar:
             if connection is not None:
@@ -291,17 +292,10 @@ def _write_stdout(data: bytes) -> None:
 
 
 def _report(result, as_json: bool, err: bool) -> None:
-    from .report import describe_layer, layer_summary
+    from .report import describe_layer
 
     if as_json:
-        record = {
-            "input": result.input,
-            "output": result.output,
-            "status": "written",
-            **layer_summary(result.layer, result.out_size),
-            "seconds": round(result.seconds, 4),
-        }
-        click.echo(json.dumps(record), err=err)
+        click.echo(json.dumps(result.to_json()), err=err)
         return
     click.echo(describe_layer(result.layer, result.out_size), err=True)
     click.echo(f"{Path(result.input).name} → {result.output}  {result.seconds:.2f} s", err=True)

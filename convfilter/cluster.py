@@ -15,11 +15,11 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from .batch import FileResult, process
+from .batch import process
 from .errors import UsageError
 from .kernel import Kernel
 from .outputs import Job
-from .pipeline import Options
+from .pipeline import Options, Result
 
 INSTALL_HINT = 'pip install "convfilter[dask]"'
 
@@ -52,12 +52,12 @@ def connect(address: str):
         raise UsageError(f"option --cluster: cannot reach a Dask scheduler at {address} ({error})") from None
 
 
-def process_once(job: Job, kernel: Kernel, options: Options, started: float) -> FileResult:
+def process_once(job: Job, kernel: Kernel, options: Options, started: float) -> Result:
     """``process``, except that an output already written since ``started`` (by a worker that
     died before reporting it) is not written again."""
     try:
         if job.output.stat().st_mtime >= started:
-            return FileResult(str(job.input), str(job.output), "written")
+            return Result(str(job.input), str(job.output), "written")
     except OSError:
         pass
     return process(job, kernel, options)
@@ -82,7 +82,7 @@ def close(connection) -> None:
 
 
 def run_on_cluster(
-    jobs: list[Job], kernel: Kernel, options: Options, connection, on_result: Callable[[FileResult], bool]
+    jobs: list[Job], kernel: Kernel, options: Options, connection, on_result: Callable[[Result], bool]
 ) -> None:
     """Run ``jobs`` on the cluster of ``connection`` (from ``connect``), calling ``on_result`` here
     as each finishes (it returns False to stop, as ``--fail-fast`` does)."""

@@ -25,19 +25,31 @@ from .imageio import (
     write_atomic,
 )
 from .kernel import Kernel, Layer
+from .report import layer_summary
 
 
 @dataclass(frozen=True)
 class Result:
-    """What happened to one image: the layer applied, sizes and time."""
+    """What happened to one image: ``written`` (with the layer applied, the sizes and any notes),
+    ``failed`` (with the one-line reason) or ``skipped`` (with why)."""
 
     input: str
     output: str
-    layer: Layer
-    in_size: tuple[int, int]  # (width, height)
-    out_size: tuple[int, int]
-    seconds: float
+    status: str = "written"
+    seconds: float = 0.0
+    error: str | None = None
+    layer: Layer | None = None  # None in a batch's records: the layer is the batch's, not sent back per file
+    in_size: tuple[int, int] | None = None  # (width, height)
+    out_size: tuple[int, int] | None = None
     notes: tuple[str, ...] = ()  # things the user should know, such as a 16-bit result written as 8 bits
+
+    def to_json(self) -> dict:
+        """The record ``--json`` prints: input, output, status, the layer's configuration and
+        counts where there is one, seconds, and the error (None for an image written)."""
+        record = {"input": self.input, "output": self.output, "status": self.status}
+        if self.layer is not None:
+            record.update(layer_summary(self.layer, self.out_size))
+        return {**record, "seconds": round(self.seconds, 4), "error": self.error}
 
 
 def split_alpha(pixels: np.ndarray, alpha: str, has_alpha: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
@@ -173,4 +185,6 @@ def _result(image: Image, out: np.ndarray, layer: Layer, name: str, output: str,
     if image.frames > 1:
         notes.append(f"{name} has {image.frames} frames: only the first is filtered")
     size = (out.shape[1], out.shape[0])
-    return Result(name, output, layer, (width, height), size, time.perf_counter() - start, tuple(notes))
+    return Result(
+        name, output, "written", time.perf_counter() - start, None, layer, (width, height), size, tuple(notes)
+    )

@@ -188,3 +188,13 @@ def test_progress_bar_only_on_a_terminal(tmp_path, convfilter_command):
     assert SUMMARY.match(text.strip().splitlines()[-1].strip())
     piped = subprocess.run([convfilter_command, "box", src, "-o", tmp_path / "out2"], capture_output=True, text=True)
     assert "filtering" not in piped.stderr and SUMMARY.match(piped.stderr.strip())
+
+
+def test_one_record_for_one_file_and_for_a_batch(tmp_path):
+    # one Result type and one to_json: a batch's records are a single file's without the layer
+    single = json.loads(run("sharpen", SAMPLES / "cat.jpeg", "-o", tmp_path / "s.png", "--json").stdout)
+    batch = json.loads(run("sharpen", SAMPLES / "cat.jpeg", SAMPLES / "logo.png", "-o", tmp_path / "out",
+                           "--json").stdout.splitlines()[0])  # fmt: skip
+    assert set(batch) == {"input", "output", "status", "seconds", "error"}
+    assert set(batch) < set(single) and single["error"] is None and single["status"] == batch["status"] == "written"
+    assert single["kernel"] == "sharpen" and single["weights"] == 27
