@@ -14,6 +14,7 @@ import click
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
+from bad_inputs import BAD_INPUTS, digest, make_workdir
 from conftest import CAT, SAMPLES, assert_matches_golden, assert_one_line_error, pixels, run
 from PIL import Image as PILImage
 from test_kernel import BAD_FILES
@@ -120,43 +121,19 @@ def test_every_command_has_help():
     assert "convfilter list" in top.stdout and "convfilter params" in top.stdout
 
 
-@pytest.mark.parametrize(
-    ("args", "code", "message"),
-    [
-        (["nosuch", CAT, "-o", "{tmp}/x.png"], 2, "unknown kernel 'nosuch'"),
-        (["edge", "{tmp}/missing.png", "-o", "{tmp}/x.png"], 1, "input {tmp}/missing.png: no such file"),
-        (["edge", "{tmp}", "-o", "{tmp}/x.png"], 2, "several inputs, or a folder, need -o FOLDER; {tmp}/x.png names"),
-        (["edge", CAT, "-o", "{tmp}/x.gif"], 2, "unknown extension .gif"),
-        (["gaussian", "-p", "sigma", CAT, "-o", "{tmp}/x.png"], 2, "option -p: expected NAME=VALUE, got 'sigma'"),
-        (
-            ["gaussian", "-p", "sigma=-1", CAT, "-o", "{tmp}/x.png"],
-            2,
-            "parameter sigma must be > 0 and ≤ 42.3333, got -1.0",
-        ),
-        (["gaussian", "-p", "radius=1", CAT, "-o", "{tmp}/x.png"], 2, "takes no parameter 'radius'; it takes sigma"),
-        (["edge", CAT, "-o", "{tmp}/x.png", "--dense", "--groups", "3"], 2, "exclude each other"),
-        (["edge", CAT, "-o", "{tmp}/x.png", "--groups", "0"], 2, "'-g' / '--groups': 0 is not in the range x>=1"),
-        (["edge", CAT, "-o", "{tmp}/x.png", "--padding", "mirror"], 2, "'mirror' is not one of 'zeros'"),
-        (["edge", CAT, "-o", "{tmp}/x.png", "--quality", "101"], 2, "101 is not in the range 0<=x<=100"),
-        (["edge", CAT, "-o", "{tmp}/x.png", "--stride", "0"], 2, "0 is not in the range x>=1"),
-        (["edge", CAT, "-o", "{tmp}/no/such/dir/x.png"], 2, "the folder {tmp}/no/such/dir does not exist"),
-        (["edge", CAT, "-o", "{tmp}/x.png", "--bogus"], 2, "No such option '--bogus'"),
-        (["edge", CAT, "-o", "{tmp}/x.png", "--format", "gif"], 2, "option --format: unknown format 'gif'"),
-        (["{tmp}/bad.yaml", CAT, "-o", "{tmp}/x.png"], 2, "bad.yaml: 'weights' row 2 has 1 numbers, row 1 has 2"),
-        (["edge", "{tmp}/fake.jpg", "-o", "{tmp}/x.png"], 1, "fake.jpg: not an image that can be decoded"),
-        (["edge", "{tmp}/empty.png", "-o", "{tmp}/x.png"], 1, "empty.png: is empty, no image data"),
-        (["edge", CAT, "{tmp}/fake.jpg", "-o", "{tmp}/x.png"], 2, "need -o FOLDER; {tmp}/x.png names a file"),
-    ],
-)
-def test_bad_input_gets_one_line_and_its_exit_status(tmp_path, args, code, message):
-    (tmp_path / "bad.yaml").write_text("weights: [[1, 2], [3]]\n")
-    (tmp_path / "fake.jpg").write_text("not a jpeg at all")
-    (tmp_path / "empty.png").write_bytes(b"")
-    before = sorted(os.listdir(tmp_path))
-    result = run(*[a.format(tmp=tmp_path) for a in args])
+@pytest.mark.parametrize(("args", "code", "fragment"), BAD_INPUTS, ids=[" ".join(a[:3]) for a, _, _ in BAD_INPUTS])
+def test_bad_input_gets_one_line_and_its_exit_status(tmp_path, monkeypatch, args, code, fragment):
+    # the same table as through the installed command (test_hardening.py), in this process
+    workdir = make_workdir(tmp_path)
+    monkeypatch.chdir(workdir)
+    stdin = b""
+    if args[-1].startswith("STDIN:"):
+        stdin, args = args[-1][6:].encode(), args[:-1]
+    before = digest(workdir)
+    result = run(*args, input=stdin)
     assert result.exit_code == code
-    assert_one_line_error(result.stderr, message.format(tmp=tmp_path))
-    assert sorted(os.listdir(tmp_path)) == before  # nothing written, no temporary file left
+    assert_one_line_error(result.stderr, fragment)
+    assert digest(workdir) == before  # inputs untouched, nothing written, no temporary file left
 
 
 def test_writing_over_the_input_is_refused(tmp_path):
