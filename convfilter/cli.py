@@ -69,8 +69,7 @@ class Main(click.Group):
     def main(self, args=None, prog_name=None, **extra):
         """Run the command line; every error ends as one line and its documented exit status."""
         args = list(sys.argv[1:] if args is None else args)
-        debug = "--debug" in args
-        args = [a for a in args if a != "--debug"]
+        _debug["on"] = False
         extra.pop("standalone_mode", None)
         try:
             code = super().main(args=args, prog_name=prog_name or "convfilter", standalone_mode=False, **extra)
@@ -84,13 +83,13 @@ class Main(click.Group):
         except click.ClickException as error:
             _fail(error.format_message(), 2)
         except ConvFilterError as error:
-            if debug:
+            if _debug["on"]:
                 raise
             _fail(str(error), error.exit_code)
         except BrokenPipeError:
             _quiet_broken_pipe()
         except Exception as error:
-            if debug:
+            if _debug["on"]:
                 raise
             _fail(f"unexpected {type(error).__name__}: {error} (run with --debug for the traceback)", 1)
         sys.exit(code if isinstance(code, int) else 0)
@@ -301,6 +300,19 @@ def _report(result, as_json: bool, err: bool) -> None:
     click.echo(f"{Path(result.input).name} → {result.output}  {result.seconds:.2f} s", err=True)
 
 
+# --debug, on every command: the traceback instead of the one line, for an error that is a bug
+_debug = {"on": False}
+for _command in (filter_command, list_command, show_command, gallery_command, params_command):
+    _command.params.append(
+        click.Option(
+            ["--debug"],
+            is_flag=True,
+            expose_value=False,
+            is_eager=True,
+            help="On an error, show the traceback instead of one line.",
+            callback=lambda ctx, param, value: _debug.update(on=_debug["on"] or value),
+        )
+    )
 for _command in (list_command, show_command, gallery_command, params_command):
     cli.add_command(_command)
 

@@ -278,6 +278,9 @@ def test_unexpected_errors_are_one_line_too(monkeypatch, tmp_path):
     result = run("edge", CAT, "-o", str(tmp_path / "x.png"))
     assert result.exit_code == 1
     assert_one_line_error(result.stderr, "unexpected RuntimeError: simulated bug (run with --debug")
+    for args in (["--debug", "edge", CAT], ["edge", CAT, "--debug"]):  # before or after the kernel
+        debug = run(*args, "-o", str(tmp_path / "x.png"))
+        assert isinstance(debug.exception, RuntimeError) and str(debug.exception) == "simulated bug"
 
 
 def test_commands_are_click_commands():
