@@ -1,4 +1,5 @@
-"""Plans for weights that do not factor into one spatial kernel: tap by tap.
+"""The plan interface, and the plans that work tap by tap (for weights that do not factor into
+one spatial kernel, or whose reach dwarfs the image).
 
 - ``General``: for each output channel, every input channel of its group, tap by tap, on planar
   copies of the strip: the cheapest when each output reads few channels (a bank of different
@@ -157,7 +158,6 @@ class Gather(Plan):
     def __init__(self, weight: np.ndarray, groups: int, finite: bool, separable=None) -> None:
         self.taps = TapMatmul(weight, groups, finite)
         self.separable = separable
-        self.cost = 0.0
 
     def strip_rows(self, conv, rows: int) -> int:
         """As many rows as the strip budget allows for the gathered rows and their products."""
