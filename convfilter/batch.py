@@ -83,6 +83,16 @@ def run(jobs: list[Job], kernel: Kernel, options: Options, workers: int,
             raise
 
 
-def default_workers() -> int:
-    """All cores."""
-    return os.cpu_count() or 1
+# More worker processes than this per core only add memory: each holds an image and its result.
+WORKERS_PER_CORE = 4
+
+
+def worker_limit() -> int:
+    """The most worker processes a batch starts, whatever ``-j`` asks for."""
+    return WORKERS_PER_CORE * (os.cpu_count() or 1)
+
+
+def worker_count(requested: int | None, files: int) -> int:
+    """Workers for ``files`` files: ``requested`` (default: all cores), at most ``worker_limit()``,
+    and never more than there are files."""
+    return max(1, min(requested or os.cpu_count() or 1, worker_limit(), files))

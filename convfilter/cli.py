@@ -203,11 +203,17 @@ def filter_command(
 
 def _batch(planned, kernel, options, jobs, fail_fast, cluster, as_json, quiet) -> int:
     """Several inputs, or a folder, into a folder: one line per failure, a summary last."""
-    connection = None
+    from .batch import worker_limit
+
+    connection, requested = None, jobs or 0
     if cluster:
         from . import cluster as dask_cluster
 
-        connection = dask_cluster.connect(cluster)  # before any folder is made
+        requested = dask_cluster.local_workers(cluster) or 0
+    if requested > worker_limit() and not quiet:
+        click.echo(f"convfilter: note: {requested} workers lowered to {worker_limit()} (4 per core)", err=True)
+    if cluster:  # connected before any folder is made; a local cluster starts no more workers than files
+        connection = dask_cluster.connect(cluster, min(worker_limit(), max(1, len(planned.jobs))))
     try:
         return _run_batch(planned, kernel, options, jobs, connection, fail_fast, as_json, quiet)
     finally:
@@ -262,7 +268,7 @@ def _run_batch(planned, kernel, options, jobs, connection, fail_fast, as_json, q
             if connection is not None:
                 dask_cluster.run_on_cluster(planned.jobs, kernel, options, connection, record)
             else:
-                batch.run(planned.jobs, kernel, options, jobs or batch.default_workers(), record)
+                batch.run(planned.jobs, kernel, options, batch.worker_count(jobs, len(planned.jobs)), record)
     finally:
         if not quiet or counts["failed"]:
             summary = f"{counts['written']} written, {counts['failed']} failed, {counts['skipped']} skipped"

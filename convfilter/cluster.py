@@ -32,18 +32,30 @@ def require_dask() -> None:
         raise UsageError(f"--cluster needs Dask distributed, which is not installed: {INSTALL_HINT}") from None
 
 
-def connect(address: str):
-    """A Dask client for ``tcp://host:port``, or for a new local cluster of N workers (``local:N``),
-    with the cluster it started (or None); ``close`` both when done."""
+def local_workers(address: str) -> int | None:
+    """N of ``local:N`` (a ``UsageError`` if it is not a number ≥ 1); None for a scheduler's address."""
+    if not address.startswith("local:"):
+        return None
+    count = address.partition(":")[2]
+    if not count.isdigit() or int(count) < 1:
+        raise UsageError(f"option --cluster: 'local:N' needs a number of workers N ≥ 1, got {address!r}")
+    return int(count)
+
+
+def connect(address: str, max_workers: int | None = None):
+    """A Dask client for ``tcp://host:port``, or for a new local cluster of N workers (``local:N``,
+    at most ``max_workers``), with the cluster it started (or None); ``close`` both when done."""
     require_dask()
     from distributed import Client, LocalCluster
 
-    if address.startswith("local:"):
-        count = address.partition(":")[2]
-        if not count.isdigit() or int(count) < 1:
-            raise UsageError(f"option --cluster: 'local:N' needs a number of workers N ≥ 1, got {address!r}")
+    count = local_workers(address)
+    if count is not None:
         cluster = LocalCluster(
-            n_workers=int(count), threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=50
+            n_workers=min(count, max_workers or count),
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            silence_logs=50,
         )
         return Client(cluster), cluster
     try:

@@ -54,10 +54,11 @@ def show_command(kernel_ref, params, channels, groups, depthwise, dense, as_json
     kernel = library.load_kernel(kernel_ref, parse_params(params)).with_options(mix=parse_mix(groups, depthwise, dense))
     if plot_path is not None:
         from .imageio import encode_image, write_atomic
-        from .outputs import output_format
+        from .outputs import check_writable_over, output_format
         from .plot import draw_kernel
 
         fmt = output_format(plot_path)
+        check_writable_over(Path(plot_path), [Path(kernel_ref)] if Path(kernel_ref).exists() else [])
         write_atomic(plot_path, encode_image(draw_kernel(kernel), fmt))
     layer = kernel.layer(channels)
     click.echo(json.dumps(kernel_json(kernel, layer)) if as_json else describe_kernel(kernel, layer))
@@ -71,12 +72,14 @@ def show_command(kernel_ref, params, channels, groups, depthwise, dense, as_json
 def gallery_command(image_path, output, width, columns) -> None:
     """Apply every built-in kernel to IMAGE and write a labelled contact sheet."""
     from .imageio import encode_image, read_image, write_atomic
-    from .outputs import output_format
+    from .outputs import check_writable_over, output_format
     from .plot import gallery
 
     fmt = output_format(output)
     if not Path(output).parent.is_dir():
         raise UsageError(f"output {output}: the folder {Path(output).parent} does not exist")
+    if Path(image_path).exists():
+        check_writable_over(Path(output), [Path(image_path)])
     write_atomic(output, encode_image(gallery(read_image(image_path).pixels, width, columns), fmt))
 
 

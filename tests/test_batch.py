@@ -198,3 +198,20 @@ def test_one_record_for_one_file_and_for_a_batch(tmp_path):
     assert set(batch) == {"input", "output", "status", "seconds", "error"}
     assert set(batch) < set(single) and single["error"] is None and single["status"] == batch["status"] == "written"
     assert single["kernel"] == "sharpen" and single["weights"] == 27
+
+
+def test_workers_never_outnumber_the_files_or_four_per_core(tmp_path, convfilter_command):
+    import os
+
+    from convfilter.batch import worker_count, worker_limit
+
+    cores = os.cpu_count() or 1
+    assert worker_limit() == 4 * cores
+    assert worker_count(64, 2) == 2 and worker_count(None, 1) == 1
+    assert worker_count(10000, 400) == 4 * cores and worker_count(None, 400) == cores
+    inputs = [SAMPLES / "logo.png", SAMPLES / "camera.png"]
+    done = subprocess.run([convfilter_command, "edge", *inputs, "-o", tmp_path / "out", "-j", "10000"],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert f"convfilter: note: 10000 workers lowered to {4 * cores} (4 per core)" in done.stderr
+    assert sorted(os.listdir(tmp_path / "out")) == ["camera.png", "logo.png"]

@@ -9,7 +9,7 @@ import os
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
-from conftest import CAT, assert_matches_golden, assert_one_line_error, pixels, run
+from conftest import CAT, SAMPLES, assert_matches_golden, assert_one_line_error, pixels, run
 from PIL import Image as PILImage
 
 
@@ -184,3 +184,17 @@ def test_bank_with_combine_none_writes_every_response(tmp_path):
     assert result.exit_code == 2
     assert_one_line_error(result.stderr, "a result with 6 channels cannot be written as PNG")
     assert not (tmp_path / "r.png").exists()
+
+
+def test_gallery_and_plot_never_write_over_their_input(tmp_path):
+    photo = tmp_path / "in.jpg"
+    photo.write_bytes((SAMPLES / "cat.jpeg").read_bytes())
+    (tmp_path / "link.jpg").symlink_to(photo)
+    np.save(tmp_path / "k.npy", np.ones((3, 3), np.float32))
+    before = photo.read_bytes(), (tmp_path / "k.npy").read_bytes()
+    for args in (["gallery", photo, "-o", photo], ["gallery", photo, "-o", tmp_path / "link.jpg"],
+                 ["show", tmp_path / "k.npy", "--plot", tmp_path / "k.npy"]):  # fmt: skip
+        result = run(*args)
+        assert result.exit_code == 2
+        assert_one_line_error(result.stderr, "is the input; writing over an input is refused")
+    assert (photo.read_bytes(), (tmp_path / "k.npy").read_bytes()) == before
