@@ -251,8 +251,11 @@ def write_atomic(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename, so
     that ``path`` holds either its old content or all of the new one, never a part."""
     path = Path(path)
+    # the temporary name adds 25 bytes to the output's: shorten its copy of the name so that any
+    # name the file system takes (255 bytes) still leaves room
+    stem = os.fsencode(path.name)[:200].decode(errors="ignore")
     try:
-        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".convfilter-tmp")
+        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{stem}.", suffix=".convfilter-tmp")
     except OSError as error:
         raise ImageError(f"output {path}: cannot write in {path.parent} ({error.strerror})") from None
     try:

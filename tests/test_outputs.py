@@ -120,3 +120,13 @@ def test_a_batch_folder_that_cannot_be_made_is_one_line(convfilter_command, tmp_
     assert done.returncode == 2
     assert done.stderr.startswith(f"convfilter: error: output {target}: cannot make the folder (")
     assert done.stderr.count("\n") == 1 and sorted(os.listdir(tmp_path)) == before
+
+
+def test_an_output_name_as_long_as_the_file_system_takes(convfilter_command, tmp_path):
+    # the temporary file's name added 25 characters and failed at 244
+    name = "é" * 60 + "x" * 126 + ".png"  # 250 bytes in UTF-8
+    assert len(os.fsencode(name)) == 250
+    done = subprocess.run([convfilter_command, "edge", SAMPLES / "logo.png", "-o", tmp_path / name, "-q"],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert (done.returncode, done.stderr) == (0, "")
+    assert os.listdir(tmp_path) == [name]
