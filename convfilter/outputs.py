@@ -91,6 +91,8 @@ def plan_outputs(
         if stdin_is_terminal:
             raise UsageError("no input: give an image file, or - to read standard input")
         inputs = ("-",)
+    if "" in inputs:  # Path("") is the current folder: never filter it by accident
+        raise UsageError("input '': an empty name; give a file or a folder (. for the current one)")
     if len(inputs) > 1 or Path(inputs[0]).is_dir():
         return _batch(inputs, output, ext, recursive, skip_existing)
     return Outputs([_single(inputs[0], output, fmt, ext, stdout_is_terminal)])

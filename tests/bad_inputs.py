@@ -107,6 +107,7 @@ BAD_INPUTS = [
     (["edge", "corpus-folder", "-o", "o.png"], 2, "several inputs, or a folder, need -o FOLDER; o.png names a file"),
     (["edge", "cat.jpeg", "text.jpg", "-o", "o.png"], 2, "need -o FOLDER; o.png names a file"),
     (["edge", "cat.jpeg", "camera.png", "-o", "-"], 2, "several inputs, or a folder, need -o FOLDER for the outputs"),
+    (["edge", "", "-o", "out/"], 2, "input '': an empty name; give a file or a folder (. for the current one)"),
     (["edge", "cat.jpeg", "-o", "no/such/folder/o.png"], 2, "the folder no/such/folder does not exist"),
     (["edge", "cat.jpeg", "-o", "a-file/o.png"], 2, "the folder a-file does not exist"),
     (["edge", "cat.jpeg", "-o", "cat.jpeg"], 2, "is the input; writing over an input is refused"),
