@@ -180,16 +180,12 @@ class Gather(Plan):
             rows = source_index(out_rows + i * dy, height, mode)
             if np.all(rows < 0):
                 continue
-            block = scratch.get("rows", (n, width, channels))
-            np.copyto(block, x[np.maximum(rows, 0)], casting="unsafe")
-            block[rows < 0] = 0
+            block = _gather(x, rows, 0, scratch.get("rows", (n, width, channels)))
             for j in (j for ii, j in self.taps.live if ii == i):
                 cols = source_index(out_cols + j * dx, width, mode)
                 if np.all(cols < 0):
                     continue
-                view = scratch.get("view", (n, len(cols), channels))
-                np.take(block, np.maximum(cols, 0), axis=1, out=view)
-                view[:, cols < 0] = 0
+                view = _gather(block, cols, 1, scratch.get("view", (n, len(cols), channels)))
                 self.taps.product(view, i, j, out, scratch, first)
                 first = False
         if first:
@@ -198,30 +194,33 @@ class Gather(Plan):
     def _separable(self, x, mode, out_rows, out_cols, dilation, out, scratch: Scratch) -> None:
         """``u`` down the gathered rows, ``v`` along the gathered columns, then the mix."""
         u, v, matrix = self.separable
-        height, width, channels = x.shape
+        _, width, channels = x.shape
         n, out_width = len(out_rows), len(out_cols)
         vertical = scratch.get("vertical", (n, width, channels))
-        vertical.fill(0)
-        block = scratch.get("rows", (n, width, channels))
-        for i, w in enumerate(u):
-            rows = source_index(out_rows + i * dilation[0], height, mode)
-            if w == 0 or np.all(rows < 0):
-                continue
-            np.copyto(block, x[np.maximum(rows, 0)], casting="unsafe")
-            block[rows < 0] = 0
-            block *= np.float32(w)
-            vertical += block
+        _sum_of_gathers(x, u, out_rows, dilation[0], mode, 0, vertical, scratch.get("rows", vertical.shape))
         horizontal = scratch.get("horizontal", (n, out_width, channels))
-        horizontal.fill(0)
-        view = scratch.get("view", (n, out_width, channels))
-        for j, w in enumerate(v):
-            cols = source_index(out_cols + j * dilation[1], width, mode)
-            if w == 0 or np.all(cols < 0):
-                continue
-            np.take(vertical, np.maximum(cols, 0), axis=1, out=view)
-            view[:, cols < 0] = 0
-            view *= np.float32(w)
-            horizontal += view
+        _sum_of_gathers(vertical, v, out_cols, dilation[1], mode, 1, horizontal, scratch.get("view", horizontal.shape))
         for o, coefficients in enumerate(matrix):  # the non-zero terms only (no inf · 0)
             terms = [(np.float32(w), horizontal[..., c]) for c, w in enumerate(coefficients) if w != 0]
             accumulate(out[..., o], terms, scratch.get("mix_tmp", (n, out_width)))
+
+
+def _gather(source: np.ndarray, index: np.ndarray, axis: int, out: np.ndarray) -> np.ndarray:
+    """``source`` at the positions ``index`` along ``axis`` (0 or 1), into the float32 ``out``;
+    zero where ``index`` is -1 (zero padding)."""
+    np.copyto(out, np.take(source, np.maximum(index, 0), axis=axis), casting="unsafe")
+    out[(slice(None),) * axis + (index < 0,)] = 0
+    return out
+
+
+def _sum_of_gathers(source, weights, positions, dilation, mode, axis, out, tmp) -> None:
+    """``out = Σ_k weights[k] · source`` gathered along ``axis`` at ``positions + k·dilation``
+    (mapped by the padding mode); taps of weight 0 or that read only padding are skipped."""
+    out.fill(0)
+    for k, w in enumerate(weights):
+        index = source_index(positions + k * dilation, source.shape[axis], mode)
+        if w == 0 or np.all(index < 0):
+            continue
+        _gather(source, index, axis, tmp)
+        tmp *= np.float32(w)
+        out += tmp
