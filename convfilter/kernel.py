@@ -252,4 +252,5 @@ def _run_generator(spec: dict, overrides: dict[str, object], where: str) -> tupl
     if overrides:
         from_options = generator.resolve(overrides, f"{where}, option -p")
         values.update({name: from_options[name] for name in overrides})
-    return spec["type"], values, generator.build(**values)
+    with np.errstate(all="ignore"):  # a sigma of 1e-200 divides by 0: refused as non-finite weights, in one line
+        return spec["type"], values, generator.build(**values)

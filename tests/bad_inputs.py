@@ -99,6 +99,7 @@ BAD_INPUTS = [
     (["gaussian", "-p", "sigma", "cat.jpeg", "-o", "o.png"], 2, "expected NAME=VALUE, got 'sigma'"),
     (["gaussian", "-p", "radius=2", "cat.jpeg", "-o", "o.png"], 2, "takes no parameter 'radius'"),
     (["gaussian", "-p", "sigma=-1", "cat.jpeg", "-o", "o.png"], 2, "parameter sigma must be > 0"),
+    (["gaussian", "-p", "sigma=1e-200", "cat.jpeg", "-o", "o.png"], 2, "the weights must be finite numbers"),
     (["bank.yaml", "cat.jpeg", "-o", "o.png"], 2, "a result with 6 channels cannot be written as PNG"),
     (["edge", "cat.jpeg", "-o", "o.png", "--dense", "--groups", "3"], 2, "exclude each other"),
     (["edge", "cat.jpeg", "-o", "o.png", "--bogus"], 2, "No such option '--bogus'"),
