@@ -18,7 +18,7 @@ import click
 
 from . import __version__
 from .commands import gallery_command, list_command, params_command, show_command
-from .errors import ConvFilterError, UsageError
+from .errors import ConvFilterError, ImageError, UsageError
 from .guards import DEFAULT_MAX_PIXELS, Limits
 from .options import ALPHAS, BORDERS, FORMATS, RANGES, mix_options, param_option, parse_mix, parse_params
 
@@ -174,7 +174,7 @@ def filter_command(
     )
     planned = plan_outputs(
         inputs, output, fmt, recursive, skip_existing,
-        stdin_is_terminal=sys.stdin.isatty(), stdout_is_terminal=sys.stdout.isatty(),
+        stdin_is_terminal=_is_terminal(sys.stdin), stdout_is_terminal=_is_terminal(sys.stdout),
     )  # fmt: skip
     options = Options(None, quality, compression, Limits(max_pixels, allow_truncated))
     if planned.folder is not None:
@@ -184,7 +184,7 @@ def filter_command(
     (job,) = planned.jobs
     options = replace(options, format=job.format)
     if job.input is None or job.output is None:
-        data = sys.stdin.buffer.read() if job.input is None else read_bytes(job.input)
+        data = read_bytes(job.input, options.limits)
         name = "<stdin>" if job.input is None else str(job.input)
         encoded, result = filter_bytes(data, name, kernel, options, output=str(job.output or "-"))
         if job.output is None:
@@ -276,12 +276,22 @@ def _run_batch(planned, kernel, options, jobs, connection, fail_fast, as_json, q
     return 1 if counts["failed"] else 0
 
 
+def _is_terminal(stream) -> bool:
+    """Whether ``stream`` is a terminal; a stream closed before the command started is not."""
+    try:
+        return stream is not None and stream.isatty()
+    except ValueError:
+        return False
+
+
 def _rate(counts: dict, start: float) -> str:
     done = counts["written"] + counts["failed"]
     return f"{done / max(time.perf_counter() - start, 1e-9):.1f} files/s"
 
 
 def _write_stdout(data: bytes) -> None:
+    if sys.stdout is None:  # closed before the command started
+        raise ImageError("output <stdout>: cannot write (standard output is closed)")
     try:
         fd = sys.stdout.fileno()
     except (AttributeError, OSError):  # not a real file (a test runner's capture): no partial writes there
@@ -291,9 +301,14 @@ def _write_stdout(data: bytes) -> None:
     sys.stdout.flush()
     # write() on a pipe may take fewer bytes than offered: loop until every byte is out
     view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
+    try:
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+    except BrokenPipeError:
+        raise
+    except OSError as error:  # a full disk (/dev/full), a closed descriptor
+        raise ImageError(f"output <stdout>: cannot write ({error.strerror})") from None
 
 
 def _report(result, as_json: bool, err: bool) -> None:

@@ -1,5 +1,6 @@
-"""Checks on image bytes before they are decoded: an image cut off part-way, and an image whose
-header claims more pixels than the limit (a decompression bomb), refused from the header alone."""
+"""Checks on image bytes before they are decoded: an image cut off part-way, an image whose
+header claims more pixels than the limit (a decompression bomb), refused from the header alone,
+and how many bytes an input may have before it is refused without being read further."""
 
 from __future__ import annotations
 
@@ -7,8 +8,15 @@ import struct
 from dataclasses import dataclass
 
 from .errors import ImageError
+from .headers import HEAD_BYTES, detect_format, header_size
 
-DEFAULT_MAX_PIXELS = 256_000_000  # 256 MP: a 16000×16000 scan fits, a 60000×60000 bomb does not
+# 128 MP: a 100 MP camera's photo fits, and its filtering fits in 4 GB of memory even with four
+# 16-bit channels (about 24 bytes per pixel at the peak); a 60000×60000 bomb does not
+DEFAULT_MAX_PIXELS = 128_000_000
+# the most an image's file may hold per pixel its header states (four float64 channels, raw),
+# plus room for metadata (ICC profiles, EXIF, thumbnails)
+BYTES_PER_PIXEL = 32
+METADATA_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -17,56 +25,6 @@ class Limits:
 
     max_pixels: int = DEFAULT_MAX_PIXELS
     allow_truncated: bool = False
-
-
-def header_size(data: bytes, fmt: str) -> tuple[int, int] | None:
-    """``(width, height)`` as the header states it, for PNG, JPEG, GIF, BMP and WebP; None where
-    the header does not say (or is unreadable: the decoder then reports the file)."""
-    try:
-        if fmt == "png" and data[12:16] == b"IHDR":
-            return struct.unpack(">II", data[16:24])
-        if fmt == "gif":
-            return struct.unpack("<HH", data[6:10])
-        if fmt == "bmp":
-            width, height = struct.unpack("<ii", data[18:26])
-            return abs(width), abs(height)
-        if fmt == "webp":
-            return _webp_size(data)
-        if fmt == "jpeg":
-            return _jpeg_size(data)
-    except struct.error:
-        return None
-    return None
-
-
-def _jpeg_size(data: bytes) -> tuple[int, int] | None:
-    position = 2
-    while position + 9 < len(data):
-        if data[position] != 0xFF:
-            return None
-        marker = data[position + 1]
-        if marker == 0xFF:  # fill byte
-            position += 1
-            continue
-        length = struct.unpack(">H", data[position + 2 : position + 4])[0]
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # a start of frame
-            height, width = struct.unpack(">HH", data[position + 5 : position + 9])
-            return width, height
-        position += 2 + length
-    return None
-
-
-def _webp_size(data: bytes) -> tuple[int, int] | None:
-    chunk = data[12:16]
-    if chunk == b"VP8X":
-        return int.from_bytes(data[24:27], "little") + 1, int.from_bytes(data[27:30], "little") + 1
-    if chunk == b"VP8 ":
-        width, height = struct.unpack("<HH", data[26:30])
-        return width & 0x3FFF, height & 0x3FFF
-    if chunk == b"VP8L":
-        bits = int.from_bytes(data[21:25], "little")
-        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
-    return None
 
 
 def is_truncated(data: bytes, fmt: str) -> bool:
@@ -82,13 +40,32 @@ def is_truncated(data: bytes, fmt: str) -> bool:
 
 
 def check_size(data: bytes, name: str, fmt: str, limits: Limits) -> None:
-    """Refuse, before decoding, an image whose header claims more than ``limits.max_pixels``."""
+    """Refuse, before decoding, an image whose header claims more than ``limits.max_pixels``,
+    or whose header states no size that can be checked."""
     size = header_size(data, fmt)
-    if size is not None and size[0] * size[1] > limits.max_pixels:
+    if size is None:
+        raise ImageError(f"input {name}: not an image that can be decoded (its {fmt.upper()} header states no size)")
+    if size[0] * size[1] > limits.max_pixels:
         raise ImageError(
             f"input {name}: {size[0]}×{size[1]} is {size[0] * size[1] / 1e6:.0f} MP, over the limit of "
             f"{limits.max_pixels / 1e6:g} MP; raise it with --max-pixels if the image is real"
         )
+
+
+def byte_limit(head: bytes, limits: Limits) -> int:
+    """How many bytes an input that begins with ``head`` may hold before reading stops: no more
+    once it is known not to be an image or to be over the pixel limit (the decoder's checks then
+    refuse it from what was read), else what its header's size (or the pixel limit) could fill."""
+    fmt = detect_format(head)
+    if fmt is None:
+        return 0 if len(head) >= 16 else METADATA_BYTES
+    size = header_size(head, fmt)
+    if size is None and fmt not in ("jpeg", "tiff") and len(head) > HEAD_BYTES:
+        return 0  # its size was due in the first megabyte
+    pixels = limits.max_pixels if size is None else size[0] * size[1]
+    if pixels > limits.max_pixels:
+        return 0
+    return pixels * BYTES_PER_PIXEL + METADATA_BYTES
 
 
 def truncated_error(name: str, fmt: str) -> ImageError:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import stat
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,20 +16,17 @@ import cv2
 import numpy as np
 
 from .errors import ImageError, UsageError
-from .guards import Limits, check_size, is_truncated, truncated_error
-from .metadata import Metadata, add_metadata, apply_orientation, count_frames, might_have_metadata, read_metadata
-from .options import FORMATS
-
-_SIGNATURES = (
-    (b"\x89PNG\r\n\x1a\n", "png"),
-    (b"\xff\xd8\xff", "jpeg"),
-    (b"BM", "bmp"),
-    (b"II*\x00", "tiff"),
-    (b"MM\x00*", "tiff"),
-    (b"\x93NUMPY", "npy"),
-    (b"GIF87a", "gif"),  # read only
-    (b"GIF89a", "gif"),
+from .guards import Limits, byte_limit, check_size, is_truncated, truncated_error
+from .headers import count_frames, detect_format
+from .metadata import (
+    Metadata,
+    add_metadata,
+    apply_orientation,
+    might_have_metadata,
+    pillow_without_size_limit,
+    read_metadata,
 )
+from .options import FORMATS
 
 
 @dataclass(frozen=True)
@@ -41,33 +40,53 @@ class Image:
     frames: int = 1  # an animated GIF or multi-page TIFF: only the first frame is read
 
 
-def detect_format(data: bytes) -> str | None:
-    """Name the image format of ``data`` from its first bytes, or ``None``.
-
-    >>> detect_format(b"\\x89PNG\\r\\n\\x1a\\n....")
-    'png'
-    """
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    return next((fmt for signature, fmt in _SIGNATURES if data.startswith(signature)), None)
-
-
-def read_bytes(path: str | Path) -> bytes:
-    """Return the bytes of the input file at ``path``; a missing or unreadable file is an ``ImageError``."""
-    path = Path(path)
+def read_bytes(path: str | Path | None, limits: Limits | None = None) -> bytes:
+    """Return the bytes of the input file at ``path`` (standard input for None), reading no
+    more than ``guards.byte_limit`` allows; a missing or unreadable file is an ``ImageError``."""
+    name = "<stdin>" if path is None else str(path)
+    limits = limits or Limits()
+    if path is None and (sys.stdin is None or sys.stdin.closed):
+        raise ImageError(f"input {name}: cannot read (standard input is closed)")
     try:
-        return path.read_bytes()
+        if path is None:
+            return _read_limited(sys.stdin.buffer, name, limits, None)
+        with open(path, "rb") as stream:
+            return _read_limited(stream, name, limits, os.fstat(stream.fileno()))
     except FileNotFoundError:
-        raise ImageError(f"input {path}: no such file") from None
+        raise ImageError(f"input {name}: no such file") from None
     except IsADirectoryError:
-        raise ImageError(f"input {path}: is a directory, not an image file") from None
+        raise ImageError(f"input {name}: is a directory, not an image file") from None
     except OSError as error:
-        raise ImageError(f"input {path}: cannot read ({error.strerror})") from None
+        raise ImageError(f"input {name}: cannot read ({error.strerror})") from None
+    except MemoryError:
+        raise ImageError(f"input {name}: not enough memory to read it") from None
+
+
+_CHUNK = 1 << 20
+
+
+def _read_limited(stream, name: str, limits: Limits, status: os.stat_result | None) -> bytearray:
+    data = bytearray()
+    limit = byte_limit(data, limits)
+    while len(data) <= limit:
+        chunk = stream.read(min(max(_CHUNK, len(data) // 4), limit + 1 - len(data)))
+        if not chunk:
+            return data
+        data += chunk
+        limit = byte_limit(data, limits)
+        if status is not None and stat.S_ISREG(status.st_mode) and status.st_size > limit > 0:
+            break  # a file longer than its header allows: refused without reading the rest
+    if limit == 0:
+        return data  # not an image, or over the pixel limit: decoding refuses it from the head
+    raise ImageError(
+        f"input {name}: holds more than {limit:,} bytes, more than an image of the size its header states "
+        "(or of --max-pixels) needs; not read further"
+    )
 
 
 def read_image(path: str | Path, limits: Limits | None = None) -> Image:
     """Read and decode the image file at ``path``."""
-    return decode_image(read_bytes(path), str(path), limits)
+    return decode_image(read_bytes(path, limits), str(path), limits)
 
 
 @contextlib.contextmanager
@@ -96,8 +115,9 @@ def decode_image(data: bytes, name: str, limits: Limits | None = None) -> Image:
         raise ImageError(f"input {name}: is empty, no image data")
     limits = limits or Limits()
     fmt = detect_format(data)
-    if fmt is not None and fmt != "npy":
-        check_size(data, name, fmt, limits)
+    if fmt is None:  # no decoder sees a file whose size could not be checked first
+        raise ImageError(f"input {name}: not an image that can be decoded (PNG, JPEG, WebP, BMP, TIFF, …)")
+    check_size(data, name, fmt, limits)
     if fmt == "npy":
         try:
             pixels = np.load(io.BytesIO(data), allow_pickle=False)
@@ -108,25 +128,24 @@ def decode_image(data: bytes, name: str, limits: Limits | None = None) -> Image:
         if pixels.ndim != 3 or pixels.dtype.kind not in "biuf" or min(pixels.shape) < 1:
             raise ImageError(f"input {name}: a .npy image must be a non-empty (H, W, C) array of numbers")
         return Image(pixels, "npy")
-    with quiet_native_stderr():
-        pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    try:
+        with quiet_native_stderr():
+            pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error as error:  # a header the decoder itself refuses (a zero size), or no memory
+        if error.code == cv2.Error.StsNoMem:
+            raise MemoryError from None
+        pixels = None
     # OpenCV decodes some cut-off files (a JPEG's missing end turns grey) and not others
-    truncated = fmt is not None and is_truncated(data, fmt)
+    truncated = is_truncated(data, fmt)
     if truncated and not limits.allow_truncated:
         raise truncated_error(name, fmt)
     if pixels is None and truncated:
         pixels = _decode_truncated(data)
     if pixels is None:
         raise ImageError(f"input {name}: not an image that can be decoded (PNG, JPEG, WebP, BMP, TIFF, …)")
-    if pixels.ndim == 2:
-        pixels = pixels[:, :, None]
-    elif pixels.shape[2] == 3:
-        pixels = cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)  # OpenCV holds B, G, R; kernels speak R, G, B
-    elif pixels.shape[2] == 4:
-        pixels = cv2.cvtColor(pixels, cv2.COLOR_BGRA2RGBA)
-    fmt = fmt or "png"
+    pixels = swap_red_blue(pixels[:, :, None] if pixels.ndim == 2 else pixels, in_place=True)
     meta = read_metadata(data) if might_have_metadata(data, fmt) else Metadata()
-    frames = count_frames(data) if fmt in ("gif", "tiff") else 1
+    frames = count_frames(data, fmt)
     # IMREAD_UNCHANGED keeps the pixels as stored: turn them upright here, once
     return Image(apply_orientation(pixels, meta.orientation), fmt, meta, frames)
 
@@ -139,14 +158,29 @@ def _decode_truncated(data: bytes) -> np.ndarray | None:
     previous = ImageFile.LOAD_TRUNCATED_IMAGES
     ImageFile.LOAD_TRUNCATED_IMAGES = True
     try:
-        with PILImage.open(io.BytesIO(data)) as image:
+        with pillow_without_size_limit(), PILImage.open(io.BytesIO(data)) as image:
             image.load()
             pixels = np.asarray(image.convert("RGBA" if "A" in image.getbands() else "RGB"))
     except (OSError, ValueError, SyntaxError):
         return None
     finally:
         ImageFile.LOAD_TRUNCATED_IMAGES = previous
-    return cv2.cvtColor(pixels, cv2.COLOR_RGBA2BGRA if pixels.shape[2] == 4 else cv2.COLOR_RGB2BGR)
+    return swap_red_blue(pixels, in_place=True)
+
+
+def swap_red_blue(pixels: np.ndarray, in_place: bool = False) -> np.ndarray:
+    """R, G, B(, A) to B, G, R(, A) and back (OpenCV holds B, G, R; kernels speak R, G, B), for
+    pixels of any dtype, ``in_place`` or in a copy; one or two channels (gray, gray and alpha)
+    are returned as they are."""
+    if pixels.shape[2] not in (3, 4):
+        return pixels
+    if pixels.dtype in (np.uint8, np.uint16, np.float32):  # the depths OpenCV converts, faster
+        code = cv2.COLOR_BGR2RGB if pixels.shape[2] == 3 else cv2.COLOR_BGRA2RGBA
+        in_place = in_place and pixels.flags.c_contiguous and pixels.flags.writeable
+        return cv2.cvtColor(pixels, code, dst=pixels if in_place else None)
+    swapped = pixels if in_place else pixels.copy()
+    swapped[..., [0, 2]] = pixels[..., [2, 0]]
+    return swapped
 
 
 def pixel_dtype(input_dtype: np.dtype, fmt: str) -> np.dtype:
@@ -214,10 +248,16 @@ def stream_format(input_format: str) -> str:
 
 
 def encode_image(
-    pixels: np.ndarray, fmt: str, quality: int = 95, metadata: Metadata | None = None, compression: int | None = None
+    pixels: np.ndarray,
+    fmt: str,
+    quality: int = 95,
+    metadata: Metadata | None = None,
+    compression: int | None = None,
+    reuse: bool = False,
 ) -> bytes:
     """Encode ``(H, W, C)`` pixels in R, G, B(, A) order as ``fmt`` bytes, with ``metadata``
-    (ICC profile, EXIF, DPI) where the format holds it."""
+    (ICC profile, EXIF, DPI) where the format holds it. With ``reuse``, the pixels are turned to
+    OpenCV's B, G, R order in place and back, rather than in a copy."""
     if fmt == "npy":
         buffer = io.BytesIO()
         np.save(buffer, pixels, allow_pickle=False)
@@ -228,11 +268,7 @@ def encode_image(
             f"a result with {channels} channels cannot be written as {fmt.upper()}: images hold 1, 3 or 4 "
             "channels; write a .npy file instead"
         )
-    bgr = pixels
-    if channels == 3:
-        bgr = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)
-    elif channels == 4:
-        bgr = cv2.cvtColor(pixels, cv2.COLOR_RGBA2BGRA)
+    bgr = swap_red_blue(pixels, in_place=reuse)
     params = []
     if fmt == "jpeg":
         params = [cv2.IMWRITE_JPEG_QUALITY, quality]
@@ -240,8 +276,16 @@ def encode_image(
         params = [cv2.IMWRITE_WEBP_QUALITY, quality]
     elif fmt == "png" and compression is not None:
         params = [cv2.IMWRITE_PNG_COMPRESSION, compression]
-    with quiet_native_stderr():
-        ok, encoded = cv2.imencode("." + ("jpg" if fmt == "jpeg" else fmt), bgr, params)
+    try:
+        with quiet_native_stderr():
+            ok, encoded = cv2.imencode("." + ("jpg" if fmt == "jpeg" else fmt), bgr, params)
+    except cv2.error as error:
+        if error.code == cv2.Error.StsNoMem:
+            raise MemoryError from None
+        raise ImageError(f"could not encode the result as {fmt.upper()} ({error.err})") from None
+    finally:
+        if bgr is pixels:
+            swap_red_blue(pixels, in_place=True)  # back to R, G, B
     if not ok:
         raise ImageError(f"could not encode the result as {fmt.upper()}")
     return add_metadata(encoded.tobytes(), fmt, pixels, metadata or Metadata())

@@ -10,14 +10,23 @@ which Pillow cannot write in colour, keep their pixels and lose the metadata.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 ORIENTATION = 0x0112
+# tags of a TIFF's first directory that describe its own pixels (sizes, strips, tiles, samples,
+# compression, colour map) or hold its ICC profile
+TIFF_LAYOUT_TAGS = (254, 255, 256, 257, 258, 259, 262, 263, 266, 273, 277, 278, 279, 280, 281, 284, 292, 293)
+TIFF_LAYOUT_TAGS += (317, 320, 322, 323, 324, 325, 338, 339, 340, 341, 530, 531, 532, 34675)
+JPEG_SEGMENT = 65533  # the most a JPEG segment's payload holds
+JPEG_EXIF_BYTES = JPEG_SEGMENT - len(b"Exif\0\0")
+JPEG_ICC_PIECE = JPEG_SEGMENT - len(b"ICC_PROFILE\0") - 2  # a sequence number and a count
+JPEG_ICC_BYTES = 255 * JPEG_ICC_PIECE
 
 
 @dataclass(frozen=True)
@@ -50,11 +59,17 @@ def read_metadata(data: bytes) -> Metadata:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            exif = image.getexif()
+        with pillow_without_size_limit(), Image.open(io.BytesIO(data)) as image:
+            if image.format == "PNG":  # Pillow's PNG getexif() decodes every pixel to look past them
+                exif = Image.Exif()
+                exif.load(image.info.get("exif") or b"")
+            else:
+                exif = image.getexif()
             orientation = int(exif.get(ORIENTATION, 1))
-            if ORIENTATION in exif:
-                del exif[ORIENTATION]
+            # a TIFF's tags are its EXIF to Pillow, with those that lay out its own pixels and
+            # its ICC profile (carried on its own): neither belongs in another file's EXIF
+            for tag in [ORIENTATION, *(TIFF_LAYOUT_TAGS if image.format == "TIFF" else ())]:
+                exif.pop(tag, None)
             raw = exif.tobytes()[6:] if len(exif) else None  # without the "Exif\0\0" header
             dpi = image.info.get("dpi")
             return Metadata(
@@ -65,6 +80,35 @@ def read_metadata(data: bytes) -> Metadata:
             )
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, struct.error):
         return Metadata()
+
+
+@contextlib.contextmanager
+def pillow_without_size_limit():
+    """Pillow's own decompression-bomb check (a warning from 89 MP, an error from 179 MP) off, for
+    bytes whose size ``guards.check_size`` has already checked against ``--max-pixels``."""
+    from PIL import Image
+
+    previous = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous
+
+
+def fit_metadata(meta: Metadata, fmt: str) -> tuple[Metadata, tuple[str, ...]]:
+    """``meta`` without what ``fmt`` cannot carry, and a note for each part left out: a JPEG
+    holds EXIF in one 64 KiB segment and an ICC profile in at most 255 of them."""
+    if fmt != "jpeg":
+        return meta, ()
+    notes = []
+    if meta.exif and len(meta.exif) > JPEG_EXIF_BYTES:
+        notes.append(f"the EXIF data ({len(meta.exif):,} bytes) is over the {JPEG_EXIF_BYTES:,} a JPEG holds: left out")
+        meta = replace(meta, exif=None)
+    if meta.icc and len(meta.icc) > JPEG_ICC_BYTES:
+        notes.append(f"the ICC profile ({len(meta.icc):,} bytes) is over the {JPEG_ICC_BYTES:,} a JPEG holds: left out")
+        meta = replace(meta, icc=None)
+    return meta, tuple(notes)
 
 
 def apply_orientation(pixels: np.ndarray, orientation: int) -> np.ndarray:
@@ -111,7 +155,7 @@ def add_to_jpeg(data: bytes, meta: Metadata) -> bytes:
     if meta.exif:
         segments += _jpeg_segment(0xE1, b"Exif\0\0" + meta.exif)
     if meta.icc:
-        pieces = [meta.icc[i : i + 65519] for i in range(0, len(meta.icc), 65519)]
+        pieces = [meta.icc[i : i + JPEG_ICC_PIECE] for i in range(0, len(meta.icc), JPEG_ICC_PIECE)]
         for index, piece in enumerate(pieces, 1):
             segments += _jpeg_segment(0xE2, b"ICC_PROFILE\0" + bytes([index, len(pieces)]) + piece)
     return b"\xff\xd8" + head + segments + rest
@@ -184,14 +228,3 @@ def add_metadata(data: bytes, fmt: str, pixels: np.ndarray, meta: Metadata) -> b
     if fmt == "tiff":
         return encode_tiff(pixels, meta) or data
     return data
-
-
-def count_frames(data: bytes) -> int:
-    """How many frames or pages an image file holds (1 where Pillow cannot tell)."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            return int(getattr(image, "n_frames", 1))
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, struct.error):
-        return 1

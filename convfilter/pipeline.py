@@ -6,6 +6,7 @@ so that a batch of files, or any other executor, can run it as it is.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .engine import Convolution
+from .errors import ImageError
 from .guards import Limits
 from .imageio import (
     Image,
@@ -25,6 +27,7 @@ from .imageio import (
     write_atomic,
 )
 from .kernel import Kernel, Layer
+from .metadata import fit_metadata
 from .report import layer_summary
 
 
@@ -86,7 +89,10 @@ def filter_pixels(
     # a 16-bit result written to an 8-bit-only format is brought to the 8-bit scale
     scale = 1 / 257 if pixels.dtype == np.uint16 and dtype == np.uint8 else 1.0
     bank = len(kernel.weights) if kernel.weights.ndim == 3 and kernel.combine != "none" else 0
-    out = np.empty((out_height, out_width, layer.result_channels), dtype)
+    # an untouched alpha goes back next to the result: its channel is made room for from the start
+    attach = alpha is not None and fmt != "npy" and layer.result_channels in (1, 3)
+    full = np.empty((out_height, out_width, 4 if attach else layer.result_channels), dtype)
+    out = full[:, :, : layer.result_channels]
     whole = kernel.range == "normalize" and dtype.kind != "f"  # min..max needs the whole result first
     floats = np.empty(out.shape, np.float32) if whole else None
 
@@ -110,10 +116,10 @@ def filter_pixels(
 
     conv.run_into(sink, threads, collapse)
     if whole:
-        out = to_pixels(floats, dtype, kernel.range, scale, finite=conv.finite)
-    if alpha is not None and fmt != "npy" and out.shape[2] in (1, 3):
-        out = _attach_alpha(out, alpha, conv, dtype, scale)
-    return out, layer
+        to_pixels(floats, dtype, kernel.range, scale, out, finite=conv.finite)
+    if attach:
+        _attach_alpha(full, layer.result_channels, alpha, conv, scale)
+    return full, layer
 
 
 def _combine(responses: np.ndarray, how: str) -> np.ndarray:
@@ -125,15 +131,17 @@ def _combine(responses: np.ndarray, how: str) -> np.ndarray:
     return responses.sum(axis=-1)
 
 
-def _attach_alpha(out: np.ndarray, alpha: np.ndarray, conv: Convolution, dtype: np.dtype, scale: float) -> np.ndarray:
-    """Re-attach the untouched alpha, sampled at the output's positions (which a stride thins)."""
+def _attach_alpha(full: np.ndarray, channels: int, alpha: np.ndarray, conv: Convolution, scale: float) -> None:
+    """Put the untouched alpha, sampled at the output's positions (which a stride thins), in the
+    last channel of ``full`` after the result's ``channels``; a gray result is written as RGBA,
+    which every format with alpha holds."""
     rows, cols = conv.sample_positions()
     kept = alpha[rows][:, cols]
-    if kept.dtype != dtype:
-        kept = to_pixels(kept.astype(np.float32), dtype, "clip", scale, finite=conv.finite)
-    if out.shape[2] == 1:
-        out = np.repeat(out, 3, axis=2)  # gray + alpha is written as RGBA, which every format with alpha holds
-    return np.concatenate([out, kept], axis=2)
+    if kept.dtype != full.dtype:
+        kept = to_pixels(kept.astype(np.float32), full.dtype, "clip", scale, finite=conv.finite)
+    full[:, :, 3] = kept[:, :, 0]
+    if channels == 1:
+        full[:, :, 1] = full[:, :, 2] = full[:, :, 0]
 
 
 @dataclass(frozen=True)
@@ -148,43 +156,53 @@ class Options:
     threads: int | None = None  # convolution threads; None: all cores (a batch's workers take 1)
 
 
-def filter_image(image: Image, kernel: Kernel, options: Options) -> tuple[bytes, Layer, np.ndarray]:
-    """Filter a decoded image and encode the result with the image's metadata; return the
-    bytes, the layer and the output pixels."""
-    fmt = options.format
+def filter_image(
+    image: Image, kernel: Kernel, options: Options, name: str = "<image>", output: str = "-"
+) -> tuple[bytes, Result]:
+    """Filter a decoded image and encode the result with the image's metadata (less what the
+    output format cannot carry; options whose format is None keep the input's); return the bytes
+    and the record, ``name`` and ``output`` naming the two ends in it. The input's pixels are let
+    go before encoding, so that a caller that keeps no reference of its own does not hold both."""
+    fmt = options.format or stream_format(image.format)
     out, layer = filter_pixels(image.pixels, kernel, fmt, image.format != "npy", options.threads)
-    data = encode_image(out, fmt, options.quality, image.metadata, options.compression)
-    return data, layer, out
+    height, width = image.pixels.shape[:2]
+    metadata, left_out = fit_metadata(image.metadata, fmt)
+    notes = [f"{name}: {note}" for note in left_out]
+    if image.pixels.dtype == np.uint16 and out.dtype == np.uint8:
+        notes.append(f"{name} is 16-bit and {output} holds 8 bits per channel: the result is written as 8-bit")
+    if image.frames > 1:
+        notes.append(f"{name} has {image.frames} frames: only the first is filtered")
+    del image
+    data = encode_image(out, fmt, options.quality, metadata, options.compression, reuse=True)
+    size = (out.shape[1], out.shape[0])
+    return data, Result(name, output, "written", 0.0, None, layer, (width, height), size, tuple(notes))
 
 
 def filter_file(input_path: str | Path, output_path: str | Path, kernel: Kernel, options: Options) -> Result:
     """Read ``input_path``, filter it and write ``output_path`` atomically."""
     start = time.perf_counter()
-    image = read_image(input_path, options.limits)
-    data, layer, out = filter_image(image, kernel, options)
+    name, output = str(input_path), str(output_path)
+    with _memory_is_an_image_error(name):
+        data, result = filter_image(read_image(input_path, options.limits), kernel, options, name, output)
     write_atomic(output_path, data)
-    return _result(image, out, layer, str(input_path), str(output_path), start)
+    return replace(result, seconds=time.perf_counter() - start)
 
 
 def filter_bytes(data: bytes, name: str, kernel: Kernel, options: Options, output: str = "-") -> tuple[bytes, Result]:
     """Filter image bytes (a stream) and return the encoded result; options whose format is
     ``None`` keeps the input's, ``output`` is where the caller will put the bytes (for the report)."""
     start = time.perf_counter()
-    image = decode_image(data, name, options.limits)
-    if options.format is None:
-        options = replace(options, format=stream_format(image.format))
-    encoded, layer, out = filter_image(image, kernel, options)
-    return encoded, _result(image, out, layer, name, output, start)
+    with _memory_is_an_image_error(name):
+        encoded, result = filter_image(decode_image(data, name, options.limits), kernel, options, name, output)
+    return encoded, replace(result, seconds=time.perf_counter() - start)
 
 
-def _result(image: Image, out: np.ndarray, layer: Layer, name: str, output: str, start: float) -> Result:
-    height, width = image.pixels.shape[:2]
-    notes = []
-    if image.pixels.dtype == np.uint16 and out.dtype == np.uint8:
-        notes.append(f"{name} is 16-bit and {output} holds 8 bits per channel: the result is written as 8-bit")
-    if image.frames > 1:
-        notes.append(f"{name} has {image.frames} frames: only the first is filtered")
-    size = (out.shape[1], out.shape[0])
-    return Result(
-        name, output, "written", time.perf_counter() - start, None, layer, (width, height), size, tuple(notes)
-    )
+@contextlib.contextmanager
+def _memory_is_an_image_error(name: str):
+    """An image too large for the memory there is: one line that says so, not a bug's report."""
+    try:
+        yield
+    except MemoryError:
+        raise ImageError(
+            f"input {name}: not enough memory to filter it; lower --max-pixels to refuse such images from the header"
+        ) from None

@@ -56,7 +56,7 @@ BAD_INPUTS = [
     (["edge", "truncated.jpg", "-o", "o.png"], 1, "the JPEG file is cut off; --allow-truncated"),
     (["edge", "truncated.png", "-o", "o.png"], 1, "the PNG file is cut off"),
     (["edge", "truncated.webp", "-o", "o.png"], 1, "the WEBP file is cut off"),
-    (["edge", "bomb-60000.png", "-o", "o.png"], 1, "60000×60000 is 3600 MP, over the limit of 256 MP"),
+    (["edge", "bomb-60000.png", "-o", "o.png"], 1, "60000×60000 is 3600 MP, over the limit of 128 MP"),
     (["edge", "bomb-sof.jpg", "-o", "o.png"], 1, "65500×65500 is 4290 MP"),
     (["edge", "bomb.gif", "-o", "o.png"], 1, "65535×65535"),
     (["edge", "bomb.bmp", "-o", "o.png"], 1, "40000×40000"),

@@ -216,3 +216,35 @@ def test_python_runs_no_yaml_code(tmp_path):
     done = subprocess.run([sys.executable, "-m", "convfilter", str(tmp_path / "k.yaml"), str(CAT), "-o",
                            str(tmp_path / "o.png")], capture_output=True, text=True)  # fmt: skip
     assert done.returncode == 2 and not marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("shell", "fragment"),
+    [
+        ("'{c}' identity '{cat}' -o - > /dev/full", "output <stdout>: cannot write (No space left on device)"),
+        ("'{c}' identity '{cat}' -o - >&-", "output <stdout>: cannot write (standard output is closed)"),
+        ("'{c}' identity - -o out.png <&-", "input <stdin>: cannot read (standard input is closed)"),
+        ("'{c}' identity -o out.png <&-", "input <stdin>: cannot read (standard input is closed)"),
+    ],
+)
+def test_closed_and_full_standard_streams(workdir, convfilter_command, shell, fragment):
+    before = digest(workdir)
+    command = shell.format(c=convfilter_command, cat=CAT)
+    done = subprocess.run(["bash", "-c", command], cwd=workdir, capture_output=True, timeout=20)
+    assert_clean_failure(done, 1, fragment)
+    assert digest(workdir) == before
+
+
+def test_read_only_file_system(tmp_path, convfilter_command):
+    """Outputs on a read-only mount: one line, exit 2 for a folder that cannot be made, 1 for a file."""
+    mount = tmp_path / "ro"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "none", mount], capture_output=True).returncode:
+        pytest.skip("mounting needs privileges this machine does not give")
+    try:
+        done = run_command(convfilter_command, ["identity", CAT, SAMPLES / "camera.png", "-o", "ro/new/"], tmp_path)
+        assert_clean_failure(done, 2, "output ro/new: cannot make the folder (Read-only file system)")
+        done = run_command(convfilter_command, ["identity", CAT, "-o", "ro/out.png"], tmp_path)
+        assert_clean_failure(done, 1, "output ro/out.png: cannot write in ro (Read-only file system)")
+    finally:
+        subprocess.run(["umount", mount], check=True)

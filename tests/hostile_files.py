@@ -1,0 +1,162 @@
+"""Small files whose headers claim huge images (decompression bombs), one per format a decoder
+reads, built byte by byte here so that each is what it says: ``BOMBS`` maps a file name to
+(bytes, the width×height its header claims)."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import cv2
+import numpy as np
+
+
+def encoded(ext: str, pixels: np.ndarray) -> bytes:
+    """``pixels`` as OpenCV encodes them in the format of ``ext``."""
+    ok, data = cv2.imencode(ext, pixels)
+    assert ok
+    return data.tobytes()
+
+
+def tiled_tiff(width: int, height: int, tile: int = 256) -> bytes:
+    """A 16-bit gray tiled TIFF whose every tile is the same few deflated bytes."""
+    tiles = -(-width // tile) * -(-height // tile)
+    data = zlib.compress(bytes(2 * tile * tile), 9)
+    offsets_at = 8
+    counts_at = offsets_at + 4 * tiles
+    data_at = counts_at + 4 * tiles
+    ifd_at = data_at + len(data)
+    entries = [
+        (256, 4, 1, width),
+        (257, 4, 1, height),
+        (258, 3, 1, 16),  # bits per sample
+        (259, 3, 1, 8),  # deflate
+        (262, 3, 1, 1),  # black is zero
+        (277, 3, 1, 1),  # one sample
+        (322, 3, 1, tile),
+        (323, 3, 1, tile),
+        (324, 4, tiles, offsets_at),
+        (325, 4, tiles, counts_at),
+    ]
+    ifd = struct.pack("<H", len(entries))
+    ifd += b"".join(struct.pack("<HHII", *entry) for entry in entries) + struct.pack("<I", 0)
+    return (
+        b"II*\x00"
+        + struct.pack("<I", ifd_at)
+        + struct.pack(f"<{tiles}I", *[data_at] * tiles)
+        + struct.pack(f"<{tiles}I", *[len(data)] * tiles)
+        + data
+        + ifd
+    )
+
+
+def tiff_pages(pages: int) -> bytes:
+    """A TIFF of ``pages`` 1×1 gray pages."""
+    entries = 8
+    ifd_size = 2 + 12 * entries + 4
+    out = bytearray(b"II*\x00" + struct.pack("<I", 9) + b"\x80")
+    for page in range(pages):
+        at = 9 + page * ifd_size
+        following = at + ifd_size if page < pages - 1 else 0
+        out += struct.pack("<H", entries)
+        for entry in ((256, 3, 1, 1), (257, 3, 1, 1), (258, 3, 1, 8), (259, 3, 1, 1), (262, 3, 1, 1)):
+            out += struct.pack("<HHII", *entry)
+        for entry in ((273, 4, 1, 8), (278, 3, 1, 1), (279, 4, 1, 1)):
+            out += struct.pack("<HHII", *entry)
+        out += struct.pack("<I", following)
+    return bytes(out)
+
+
+def _png_chunk(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+
+def png_of_zeros(width: int, height: int) -> bytes:
+    """A real 16-bit RGBA PNG of ``width``×``height`` black pixels: a few MB for 128 MP."""
+    stream = zlib.compressobj(1)
+    row = bytes(1 + 8 * width)  # a filter byte, then four 16-bit samples per pixel
+    data = b"".join(stream.compress(row) for _ in range(height)) + stream.flush()
+    header = struct.pack(">IIBBBBB", width, height, 16, 6, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", data) + _png_chunk(b"IEND", b"")
+
+
+def _patched(data: bytes, find: bytes, replace: bytes) -> bytes:
+    assert data.count(find) >= 1, find
+    return data.replace(find, replace, 1)
+
+
+def jpeg_with_stray_byte(width: int, height: int) -> bytes:
+    """A real JPEG whose frame header claims ``width``×``height``, with one stray byte before it
+    (which libjpeg skips with a warning)."""
+    data = encoded(".jpg", np.zeros((8, 8, 3), np.uint8))
+    sof = data.index(b"\xff\xc0")
+    frame = bytearray(data[sof:])
+    frame[5:9] = struct.pack(">HH", height, width)
+    return data[:sof] + b"\x00" + bytes(frame)
+
+
+def jp2(width: int, height: int) -> bytes:
+    """A real JPEG 2000 file whose image header and codestream claim ``width``×``height``."""
+    data = bytearray(encoded(".jp2", np.zeros((64, 64), np.uint8)))
+    ihdr = data.index(b"ihdr") + 4
+    data[ihdr : ihdr + 8] = struct.pack(">II", height, width)
+    siz = data.index(b"\xff\x4f\xff\x51") + 8
+    data[siz : siz + 8] = struct.pack(">II", width, height)
+    return bytes(data)
+
+
+def avif(width: int, height: int) -> bytes:
+    """A real AVIF file whose spatial-extent property claims ``width``×``height``."""
+    data = bytearray(encoded(".avif", np.zeros((8, 8, 3), np.uint8)))
+    ispe = data.index(b"ispe") + 8
+    data[ispe : ispe + 8] = struct.pack(">II", width, height)
+    return bytes(data)
+
+
+def gif_frame_beyond_screen(width: int, height: int) -> bytes:
+    """A GIF whose screen is 1×1 and whose first frame is ``width``×``height``."""
+    return (
+        b"GIF89a"
+        + struct.pack("<HHBBB", 1, 1, 0x80, 0, 0)
+        + b"\x00\x00\x00\xff\xff\xff"
+        + b"\x2c"
+        + struct.pack("<HHHHB", 0, 0, width, height, 0)
+        + b"\x02\x02\x44\x01\x00\x3b"
+    )
+
+
+def npy(shape: tuple[int, ...]) -> bytes:
+    """A .npy header for a uint8 array of ``shape``, and no data."""
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": "|u1", "fortran_order": False, "shape": shape})
+    return buffer.getvalue()
+
+
+BOMBS = {
+    "bomb.jp2": (jp2(30000, 30000), "30000×30000"),
+    "bomb-stray-byte.jpg": (jpeg_with_stray_byte(60000, 60000), "60000×60000"),
+    "bomb.hdr": (b"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y 20000 +X 20000\n" + bytes(64), "20000×20000"),
+    "bomb-tiled.tif": (tiled_tiff(23000, 23000), "23000×23000"),
+    "bomb.pgm": (b"P5\n# a comment\n30000 30000\n255\n" + bytes(64), "30000×30000"),
+    "bomb.pfm": (b"PF\n20000 20000\n-1.0\n" + bytes(64), "20000×20000"),
+    "bomb.pam": (b"P7\nWIDTH 30000\nHEIGHT 30000\nDEPTH 3\nMAXVAL 255\nTUPLTYPE RGB\nENDHDR\n" + bytes(64), "30000"),
+    "bomb.ras": (b"\x59\xa6\x6a\x95" + struct.pack(">7I", 30000, 30000, 24, 0, 1, 0, 0) + bytes(64), "30000×30000"),
+    "bomb.avif": (avif(30000, 30000), "30000×30000"),
+    "bomb-frame.gif": (gif_frame_beyond_screen(65535, 65535), "65535×65535"),
+    "bomb.webp": (
+        b"RIFF\x24\x00\x00\x00WEBPVP8X\x0a\x00\x00\x00" + bytes(4) + b"\xff\x3f\x00\xff\x3f\x00",
+        "16384×16384",
+    ),
+    "bomb-os2.bmp": (b"BM" + bytes(12) + struct.pack("<IHHHH", 12, 65535, 65535, 1, 24), "65535×65535"),
+    "bomb.npy": (npy((60000, 60000, 3)), "60000×60000"),
+    "bomb-bigtiff.tif": (
+        b"II+\x00\x08\x00\x00\x00"
+        + struct.pack("<Q", 16)
+        + struct.pack("<Q", 2)
+        + struct.pack("<HHQQ", 256, 16, 1, 1 << 20)
+        + struct.pack("<HHQQ", 257, 16, 1, 1 << 20)
+        + bytes(8),
+        "1048576×1048576",
+    ),
+}
