@@ -20,7 +20,9 @@ def list_command(as_json: bool) -> None:
     """List every kernel: name, shape, mix and summary."""
     from .library import kernel_table
 
-    rows = kernel_table()
+    rows, problems = kernel_table()
+    for problem in problems:  # the kernels of a folder that cannot be read are left out, with a note
+        click.echo(f"convfilter: note: {problem}", err=True)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -42,7 +44,9 @@ def list_command(as_json: bool) -> None:
 @click.command("show")
 @click.argument("kernel_ref", metavar="KERNEL")
 @param_option
-@click.option("--channels", type=click.IntRange(min=1), default=3, show_default=True, help="Image channels C.")
+@click.option(
+    "--channels", type=click.IntRange(1, MAX_CHANNELS), default=3, show_default=True, help="Image channels C."
+)
 @mix_options
 @click.option("--json", "as_json", is_flag=True, help="Print the kernel as JSON.")
 @click.option("--plot", "plot_path", metavar="FILE.png", help="Also draw the weights as a picture.")
@@ -52,6 +56,7 @@ def show_command(kernel_ref, params, channels, groups, depthwise, dense, as_json
     from .report import describe_kernel, kernel_json
 
     kernel = library.load_kernel(kernel_ref, parse_params(params)).with_options(mix=parse_mix(groups, depthwise, dense))
+    layer = kernel.layer(channels)  # before the plot: a layer refused for these channels writes nothing
     if plot_path is not None:
         from .imageio import encode_image, write_atomic
         from .outputs import check_writable_over, output_format
@@ -60,7 +65,6 @@ def show_command(kernel_ref, params, channels, groups, depthwise, dense, as_json
         fmt = output_format(plot_path)
         check_writable_over(Path(plot_path), [Path(kernel_ref)] if Path(kernel_ref).exists() else [])
         write_atomic(plot_path, encode_image(draw_kernel(kernel), fmt))
-    layer = kernel.layer(channels)
     click.echo(json.dumps(kernel_json(kernel, layer)) if as_json else describe_kernel(kernel, layer))
 
 

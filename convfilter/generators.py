@@ -7,6 +7,8 @@ unknown name gets an error that lists what is accepted.
 from __future__ import annotations
 
 import math
+import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -17,6 +19,46 @@ if TYPE_CHECKING:
     import numpy as np
 
 MAX_SIZE = 255
+# a number as ``-p NAME=VALUE`` writes it: ASCII digits, an optional dot and exponent; not
+# "nan", "inf", "1_000" or digits of other scripts, which Python's float() would also take
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
+
+
+def is_number(value: object) -> bool:
+    """Whether ``value`` is an int or float (not a bool) within float's finite range.
+
+    An int beyond ±1.8e308 is not: it has no float, and ``math.isfinite`` would raise on it.
+
+    >>> is_number(3), is_number(2.5), is_number(True), is_number(float("nan")), is_number(10**400)
+    (True, True, False, False, False)
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return math.isfinite(value) if isinstance(value, float) else abs(value) <= sys.float_info.max
+
+
+def shown(value: object, most: int = 40) -> str:
+    """``repr(value)`` for a message, its middle cut out past ``most`` characters, so that a
+    message stays one short line whatever a file holds.
+
+    >>> shown("x" * 100, most=12), shown(-(10**400))
+    ("'xx…xx' (102 characters)", 'an integer of about 400 digits')
+    """
+    if isinstance(value, int) and abs(value) >= 10**most:  # str() refuses past 4300 digits
+        return f"an integer of about {int(abs(value).bit_length() * math.log10(2))} digits"
+    return cut(repr(value), most)
+
+
+def cut(text: str, most: int = 40) -> str:
+    """``text`` with its middle cut out past ``most`` characters, and its length said.
+
+    >>> cut("abc"), cut("0123456789" * 3, most=12)
+    ('abc', '012…789 (30 characters)')
+    """
+    if len(text) <= most:
+        return text
+    keep = (most - 2) // 3
+    return f"{text[:keep]}…{text[-keep:]} ({len(text)} characters)"
 
 
 @dataclass(frozen=True)
@@ -31,24 +73,20 @@ class Param:
 
     def coerce(self, value: object, where: str) -> float:
         """Return ``value`` as this parameter's type, or raise a ``KernelError`` naming ``where``."""
-        if isinstance(value, str):
-            try:
-                value = float(value)
-            except ValueError:
-                raise KernelError(
-                    f"{where}: parameter {self.name} must be a number {self.rule}, got {value!r}"
-                ) from None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise KernelError(f"{where}: parameter {self.name} must be a number {self.rule}, got {value!r}")
+        number = float(value) if isinstance(value, str) and _DECIMAL.fullmatch(value) else value
+        if not is_number(number):
+            raise KernelError(f"{where}: parameter {self.name} must be a number {self.rule}, got {shown(value)}")
         if self.kind is int:
-            if value != int(value):
-                raise KernelError(f"{where}: parameter {self.name} must be a whole number {self.rule}, got {value!r}")
-            value = int(value)
+            if number != int(number):
+                raise KernelError(
+                    f"{where}: parameter {self.name} must be a whole number {self.rule}, got {shown(value)}"
+                )
+            number = int(number)
         else:
-            value = float(value)
-        if not self.check(value):
-            raise KernelError(f"{where}: parameter {self.name} must be {self.rule}, got {value!r}")
-        return value
+            number = float(number)
+        if not self.check(number):
+            raise KernelError(f"{where}: parameter {self.name} must be {self.rule}, got {shown(number)}")
+        return number
 
 
 @dataclass(frozen=True)
@@ -67,10 +105,10 @@ class Generator:
     def resolve(self, values: dict[str, object], where: str) -> dict[str, float]:
         """Check ``values`` against the declared parameters and fill in the defaults."""
         known = {p.name: p for p in self.params}
-        unknown = sorted(set(values) - set(known))
+        unknown = [name for name in values if name not in known]  # names in a file may be any YAML key
         if unknown:
             raise KernelError(
-                f"{where}: generator {self.name} takes no parameter {unknown[0]!r}; it takes {self.describe()}"
+                f"{where}: generator {self.name} takes no parameter {shown(unknown[0])}; it takes {self.describe()}"
             )
         resolved = self.defaults()
         resolved.update({name: known[name].coerce(value, where) for name, value in values.items()})

@@ -10,9 +10,13 @@ import numpy as np
 
 from .channels import check_groups
 from .errors import KernelError, UsageError
-from .generators import GENERATORS, MAX_SIZE
+from .generators import GENERATORS, MAX_SIZE, cut, shown
 from .kernelfile import check_generator, check_mapping, pair_field
 from .options import ALPHAS, BORDERS, NO_PADDING, RANGES
+
+# the most weights a layer resolved for an image may hold (64 MiB of float32): an RGBA image
+# needs at most 4·4·255·255, but ``show --channels`` can ask for any count
+MAX_LAYER_WEIGHTS = 1 << 24
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,7 @@ class Kernel:
         if w.ndim == 2:
             groups = {"depthwise": c, "dense": 1}.get(mix, mix)
             self._check_groups(c, c, groups)
+            self._check_layer_size(c * (c // groups) * kh * kw, in_channels)
             weight = np.broadcast_to(w, (c, c // groups, kh, kw))
         elif w.ndim == 3:
             if mix == "dense" or (isinstance(mix, int) and mix != c):
@@ -95,6 +100,7 @@ class Kernel:
                     f"{c} channels); --dense and other groups do not apply to it"
                 )
             groups = c
+            self._check_layer_size(w.size * c, in_channels)
             # output channel c·k + j is kernel j of the bank on input channel c, PyTorch's order for
             # a depthwise convolution with channel multiplier k
             weight = np.tile(w[:, None], (c, 1, 1, 1))
@@ -132,6 +138,13 @@ class Kernel:
                 )
             bias = np.broadcast_to(np.asarray(self.bias, np.float32), (len(weight),)).copy()
         return Layer(self, weight, bias, groups, c, repeat_gray)
+
+    def _check_layer_size(self, weights: int, in_channels: int) -> None:
+        if weights > MAX_LAYER_WEIGHTS:
+            raise KernelError(
+                f"{self.source}: for {in_channels} channels the layer would hold {weights} weights, more than "
+                f"{MAX_LAYER_WEIGHTS}; use fewer channels or more groups"
+            )
 
     def _check_groups(self, in_channels: int, out_channels: int, groups: int) -> None:
         try:
@@ -193,6 +206,7 @@ def parse_kernel(
         weights = np.asarray(data["weights"], np.float64)
     else:
         generator, resolved_params, weights = _run_generator(data["generator"], params or {}, where)
+    _float32(settings["bias"], where, "'bias'")  # checked only: the bias is kept as written
     with np.errstate(over="ignore", invalid="ignore"):  # overflow is refused just below
         weights = weights * settings.pop("scale") / settings.pop("divisor")
         if settings.pop("normalize"):
@@ -209,14 +223,7 @@ def parse_kernel(
 def kernel_from_array(array: np.ndarray, name: str, source: str) -> Kernel:
     """Make a :class:`Kernel` from a ``.npy`` array: a 2-D kernel (applied depthwise) or a 4-D
     PyTorch weight ``[O, C/g, kh, kw]`` whose groups are inferred from the image's channels."""
-    if array.dtype.kind not in "iuf":
-        raise KernelError(f"{source}: holds {array.dtype} values; a kernel holds integers or floats")
-    if array.ndim not in (2, 4):
-        raise KernelError(f"{source}: has shape {array.shape}; give a 2-D [kh, kw] or 4-D [O, C/g, kh, kw] array")
-    if array.size == 0:
-        raise KernelError(f"{source}: the weights must be finite numbers and not empty")
-    if max(array.shape[-2:]) > MAX_SIZE:
-        raise KernelError(f"{source}: {array.shape[-2]}×{array.shape[-1]} is larger than {MAX_SIZE}×{MAX_SIZE}")
+    check_array(array.dtype, array.shape, source)
     return Kernel(
         name=name,
         source=source,
@@ -225,13 +232,28 @@ def kernel_from_array(array: np.ndarray, name: str, source: str) -> Kernel:
     )
 
 
-def _float32(weights: np.ndarray, where: str) -> np.ndarray:
-    """The weights as float32, refused if any is not finite there (NaN, infinity, or beyond
-    float32's range: 1e39 would become infinity and every result NaN or infinite)."""
+def check_array(dtype: np.dtype, shape: tuple[int, ...], source: str) -> None:
+    """Refuse what cannot be an array kernel from its dtype and shape alone, so that a ``.npy``
+    header is judged before any of its data is read: integers or floats, 2-D or 4-D, not
+    empty, at most 255×255."""
+    if dtype.kind not in "iuf":
+        raise KernelError(f"{source}: holds {dtype} values; a kernel holds integers or floats")
+    if len(shape) not in (2, 4) or min(shape) < 0:
+        raise KernelError(f"{source}: has shape {shown(shape)}; give a 2-D [kh, kw] or 4-D [O, C/g, kh, kw] array")
+    if min(shape) == 0:
+        raise KernelError(f"{source}: the weights must be finite numbers and not empty")
+    if max(shape[-2:]) > MAX_SIZE:
+        kh, kw = (cut(str(n), 20) for n in shape[-2:])  # a .npy header may claim a number of 4000 digits
+        raise KernelError(f"{source}: {kh}×{kw} is larger than {MAX_SIZE}×{MAX_SIZE}")
+
+
+def _float32(weights: np.ndarray, where: str, what: str = "the weights") -> np.ndarray:
+    """The weights (or the bias) as float32, refused if any is not finite there (NaN, infinity,
+    or beyond float32's range: 1e39 would become infinity and every result NaN or infinite)."""
     with np.errstate(over="ignore", invalid="ignore"):
-        weights = np.asarray(weights).astype(np.float32)
+        weights = np.asarray(weights).astype(np.float32, order="C")
     if not np.all(np.isfinite(weights)):
-        raise KernelError(f"{where}: the weights must be finite numbers within float32's range (±3.4e38)")
+        raise KernelError(f"{where}: {what} must be finite numbers within float32's range (±3.4e38)")
     return weights
 
 

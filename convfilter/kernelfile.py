@@ -5,9 +5,10 @@ every kernel file without it."""
 from __future__ import annotations
 
 import math
+import unicodedata
 
 from .errors import KernelError
-from .generators import GENERATORS, MAX_SIZE
+from .generators import GENERATORS, MAX_SIZE, is_number, shown
 from .options import ALPHAS, COMBINES, MIXES, PADDING_MODES, RANGES, int_pair
 
 FIELDS = [
@@ -56,7 +57,7 @@ def _check_nested(value: list, depth: int, where: str, levels: tuple[str, ...], 
         for column, item in enumerate(value, 1):
             if not is_number(item):
                 raise KernelError(
-                    f"{where}: 'weights'{path} item {column} is {item!r}, not a finite number{_text_hint(item)}"
+                    f"{where}: 'weights'{path} item {column} is {shown(item)}, not a finite number{_text_hint(item)}"
                 )
         return (len(value),)
     level = levels[-(depth - 1)]
@@ -78,7 +79,7 @@ def _check_nested(value: list, depth: int, where: str, levels: tuple[str, ...], 
 def _text_hint(value: object) -> str:
     """YAML reads 1e300 (no dot) as text: say so, and how to write it as a number."""
     try:
-        number = float(value) if isinstance(value, str) else None
+        number = float(value) if isinstance(value, str) and len(value) <= 40 else None
     except ValueError:
         number = None
     if number is None or not math.isfinite(number):
@@ -86,53 +87,60 @@ def _text_hint(value: object) -> str:
     return f" (YAML reads {value} as text; write it with a dot: {number:.1e})"
 
 
-def is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def number_field(data: dict, field: str, where: str, default: float) -> float:
+    """The field as a float, refused unless it is a finite number."""
     value = data.get(field, default)
     if not is_number(value):
-        raise KernelError(f"{where}: {field!r} must be a finite number, got {value!r}{_text_hint(value)}")
+        raise KernelError(f"{where}: {field!r} must be a finite number, got {shown(value)}{_text_hint(value)}")
     return float(value)
 
 
 def bool_field(data: dict, field: str, where: str, default: bool) -> bool:
+    """The field, refused unless it is true or false."""
     value = data.get(field, default)
     if not isinstance(value, bool):
-        raise KernelError(f"{where}: {field!r} must be true or false, got {value!r}")
+        raise KernelError(f"{where}: {field!r} must be true or false, got {shown(value)}")
     return value
 
 
 def string_field(data: dict, field: str, where: str, default: str) -> str:
+    """The field, refused unless it is a string of one printable line (a name or summary is
+    printed: a control character, a line break or a lone surrogate would break the output)."""
     value = data.get(field, default)
     if not isinstance(value, str):
-        raise KernelError(f"{where}: {field!r} must be a string, got {value!r}")
+        raise KernelError(f"{where}: {field!r} must be a string, got {shown(value)}")
+    if field in data:
+        bad = next((c for c in value if unicodedata.category(c) in ("Cc", "Cs", "Zl", "Zp")), None)
+        if bad is not None:
+            raise KernelError(f"{where}: {field!r} must be one line of printable text; it holds {bad!r}")
     return value
 
 
 def choice_field(data: dict, field: str, choices: tuple[str, ...], where: str, default: str) -> str:
+    """The field, refused unless it is one of ``choices``."""
     value = data.get(field, default)
     if value not in choices:
-        raise KernelError(f"{where}: {field!r} is {value!r}; use one of {', '.join(choices)}")
+        raise KernelError(f"{where}: {field!r} is {shown(value)}; use one of {', '.join(choices)}")
     return value
 
 
 def pair_field(value: object, field: str, where: str) -> tuple[int, int]:
+    """``(y, x)`` from a whole number ≥ 1 or a pair of them (``stride``, ``dilation``)."""
     pair = int_pair(value, single=False)
     if pair is None or min(pair) < 1:
-        raise KernelError(f"{where}: {field} must be a whole number ≥ 1 or a pair [y, x] of them, got {value!r}")
+        raise KernelError(f"{where}: {field} must be a whole number ≥ 1 or a pair [y, x] of them, got {shown(value)}")
     return pair
 
 
 def mix_field(value: object, where: str) -> str | int:
+    """``depthwise``, ``dense``, or the N of ``{groups: N}``."""
     if value in MIXES:
         return value
     if isinstance(value, dict) and set(value) == {"groups"}:
         groups = value["groups"]
         if isinstance(groups, int) and not isinstance(groups, bool) and groups >= 1:
             return groups
-    raise KernelError(f"{where}: 'mix' is {value!r}; use depthwise, dense or {{groups: N}} with N ≥ 1")
+    raise KernelError(f"{where}: 'mix' is {shown(value)}; use depthwise, dense or {{groups: N}} with N ≥ 1")
 
 
 def check_mapping(data: object, stem: str, where: str, builtin: bool = False) -> dict:
@@ -146,11 +154,11 @@ def check_mapping(data: object, stem: str, where: str, builtin: bool = False) ->
         raise KernelError(f"{where}: must be a mapping of fields (weights: …), not a {type(data).__name__}")
     unknown = [k for k in data if k not in FIELDS]
     if unknown:
-        raise KernelError(f"{where}: unknown field {unknown[0]!r}; the fields are {', '.join(FIELDS)}")
+        raise KernelError(f"{where}: unknown field {shown(unknown[0])}; the fields are {', '.join(FIELDS)}")
     name = string_field(data, "name", where, stem)
     if builtin:
         if name != stem:
-            raise KernelError(f"{where}: 'name' is {name!r} but a built-in's name must be its file stem {stem!r}")
+            raise KernelError(f"{where}: 'name' is {shown(name)} but a built-in's name must be its file stem {stem!r}")
         if not data.get("summary"):
             raise KernelError(f"{where}: 'summary' is required for a built-in kernel")
     if ("weights" in data) == ("generator" in data):
@@ -189,8 +197,8 @@ def check_generator(spec: object, where: str) -> dict:
     if not isinstance(spec, dict) or "type" not in spec or set(spec) - {"type", "params"}:
         raise KernelError(f"{where}: 'generator' must be a mapping {{type: NAME, params: {{…}}}}")
     kind = spec["type"]
-    if kind not in GENERATORS:
-        raise KernelError(f"{where}: generator type {kind!r} is unknown; use one of {', '.join(GENERATORS)}")
+    if not isinstance(kind, str) or kind not in GENERATORS:  # a list or mapping cannot even be looked up
+        raise KernelError(f"{where}: generator type {shown(kind)} is unknown; use one of {', '.join(GENERATORS)}")
     file_params = spec.get("params") or {}
     if not isinstance(file_params, dict):
         raise KernelError(f"{where}: generator 'params' must be a mapping of NAME: VALUE")

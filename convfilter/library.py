@@ -7,10 +7,12 @@ used under that name — ``convfilter list`` says so — but its path still work
 
 from __future__ import annotations
 
-import ast
 import difflib
-import io
+import math
 import os
+import stat
+import sys
+from collections.abc import Hashable
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,13 +20,20 @@ from typing import TYPE_CHECKING
 import yaml
 
 from .errors import KernelError
+from .generators import cut, shown
 from .kernelfile import check_mapping, describe
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from .kernel import Kernel
 
 MAX_FILE_BYTES = 1 << 20
 MAX_DEPTH = 16  # a 4-D weight nests 5 levels below the mapping; anything far deeper is hostile
+# the longest number a kernel file may write: a number within float's range needs 309 digits;
+# PyYAML would turn 5000 digits into an int past Python's conversion limit, and 1:2:3:… (base 60)
+# into an ever larger one, in quadratic time
+MAX_NUMBER_CHARS = 1000
 KERNEL_SUFFIXES = (".yaml", ".yml", ".npy")
 
 
@@ -51,14 +60,15 @@ def load_kernel(ref: str | Path, params: dict[str, object] | None = None) -> Ker
     if path.suffix.lower() in KERNEL_SUFFIXES or "/" in text:
         return _load_path(path, params)
     if text not in builtin_names():
-        users = user_kernels()
+        users, problems = scan_user_folders()
         if text in users:
             return _load_path(users[text], params)
         close = difflib.get_close_matches(text, [*builtin_names(), *users], n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
+        unread = f" ({'; '.join(problems)})" if problems else ""
         raise KernelError(
-            f"unknown kernel {text!r}: {hint}give a built-in name (see 'convfilter list') "
-            "or a path to a .yaml or .npy file"
+            f"unknown kernel {shown(text)}: {hint}give a built-in name (see 'convfilter list') "
+            f"or a path to a .yaml or .npy file{unread}"
         )
     from .kernel import parse_kernel
 
@@ -70,24 +80,81 @@ def _load_path(path: Path, params: dict[str, object] | None) -> Kernel:
     from .kernel import kernel_from_array, parse_kernel
 
     source = f"kernel file {path}"
-    if not path.exists():
-        raise KernelError(f"{source}: no such file")
-    if not path.is_file():
-        raise KernelError(f"{source}: not a file")
-    if path.stat().st_size > MAX_FILE_BYTES:
-        raise KernelError(f"{source}: larger than 1 MiB; a kernel file is small")
-    data = path.read_bytes()
+    data = read_kernel_file(path, source)
     if path.suffix.lower() == ".npy":
-        import numpy as np
-
         if params:
             raise KernelError(f"{source}: an array kernel takes no parameters, got -p {next(iter(params))}")
-        try:
-            array = np.load(io.BytesIO(data), allow_pickle=False)
-        except (ValueError, OSError, EOFError) as error:
-            raise KernelError(f"{source}: not a readable .npy array ({error})") from None
-        return kernel_from_array(array, path.stem, source)
+        return kernel_from_array(read_npy(data, source), path.stem, source)
     return parse_kernel(read_yaml(data, source), path.stem, source, params=params)
+
+
+def read_kernel_file(path: Path, source: str) -> bytes:
+    """The bytes of the kernel file ``path``: refused, in one line naming ``source``, when it is
+    missing, unreadable, not a regular file (a folder, a FIFO, a device) or over 1 MiB.
+
+    It never blocks on a FIFO and reads at most 1 MiB + 1 byte, whatever size the file claims
+    (files in ``/proc`` say 0)."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise KernelError(f"{source}: not a file")
+        # O_NONBLOCK: a FIFO put in the file's place since the stat does not hang the open
+        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
+        descriptor = os.open(path, flags)
+        with os.fdopen(descriptor, "rb") as stream:
+            if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
+                raise KernelError(f"{source}: not a file")
+            data = stream.read(MAX_FILE_BYTES + 1)
+    except (FileNotFoundError, NotADirectoryError):
+        raise KernelError(f"{source}: no such file") from None
+    except OSError as error:
+        raise KernelError(f"{source}: cannot read ({error.strerror or error})") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise KernelError(f"{source}: larger than 1 MiB; a kernel file is small")
+    return data
+
+
+def npy_header(data: bytes, source: str) -> tuple[np.dtype, tuple[int, ...], bool, int]:
+    """The dtype, shape, Fortran order and data offset of the ``.npy`` bytes ``data``, checked
+    as a kernel (:func:`~convfilter.kernel.check_array`) and against the bytes that follow, so
+    that a header claiming a giant array is refused before anything is allocated."""
+    import io
+
+    import numpy as np
+
+    from .kernel import check_array
+
+    stream = io.BytesIO(data)
+    unreadable = f"{source}: not a readable .npy array"
+    try:
+        version = np.lib.format.read_magic(stream)
+        read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+        if version not in read_header:  # 3.0 only adds UTF-8 field names, which no kernel has
+            raise KernelError(f"{unreadable} (format version {version[0]}.{version[1]}; 1.0 and 2.0 are read)")
+        shape, fortran_order, dtype = read_header[version](stream)
+    except KernelError:
+        raise
+    except (ValueError, OSError, EOFError) as error:
+        raise KernelError(f"{unreadable} ({cut(' '.join(str(error).split()), 120)})") from None
+    if dtype.hasobject:
+        raise KernelError(f"{unreadable} (it holds Python objects, which are never loaded)")
+    if any(isinstance(n, bool) for n in shape):
+        raise KernelError(f"{unreadable} (shape is not valid: {shown(shape)})")
+    check_array(dtype, shape, source)
+    if math.prod(shape) * dtype.itemsize > len(data) - stream.tell():
+        raise KernelError(
+            f"{unreadable} (its header's shape {shown(shape)} of {dtype} needs more than the "
+            f"{len(data) - stream.tell()} bytes of data the file holds)"
+        )
+    return dtype, shape, fortran_order, stream.tell()
+
+
+def read_npy(data: bytes, source: str) -> np.ndarray:
+    """The array of the ``.npy`` bytes ``data``, its header checked first (:func:`npy_header`)."""
+    import numpy as np
+
+    dtype, shape, fortran_order, offset = npy_header(data, source)
+    flat = np.frombuffer(data, dtype, count=math.prod(shape), offset=offset)
+    return flat.reshape(shape, order="F" if fortran_order else "C")
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -115,10 +182,35 @@ class _StrictLoader(yaml.SafeLoader):
         seen = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, Hashable):
+                raise yaml.MarkedYAMLError(
+                    problem=f"a {type(key).__name__} cannot be a key; keys are names", problem_mark=key_node.start_mark
+                )
             if key in seen:
-                raise yaml.MarkedYAMLError(problem=f"duplicate key {key!r}", problem_mark=key_node.start_mark)
+                raise yaml.MarkedYAMLError(problem=f"duplicate key {shown(key)}", problem_mark=key_node.start_mark)
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+    def construct_number(self, node):
+        """An int or float scalar, refused if it is written with more than ``MAX_NUMBER_CHARS``
+        characters or lies beyond float's range (``.inf`` is left to the field that gets it)."""
+        if len(node.value) > MAX_NUMBER_CHARS:
+            raise yaml.MarkedYAMLError(
+                problem=f"a number written with {len(node.value)} characters is too long", problem_mark=node.start_mark
+            )
+        construct = self.construct_yaml_int if node.tag.endswith(":int") else self.construct_yaml_float
+        value = construct(node)
+        finite = math.isfinite(value) if isinstance(value, float) else abs(value) <= sys.float_info.max
+        if not finite and ".inf" not in node.value.lower() and ".nan" not in node.value.lower():
+            raise yaml.MarkedYAMLError(
+                problem=f"the number {cut(node.value)} is beyond float's range (±1.8e308)",
+                problem_mark=node.start_mark,
+            )
+        return value
+
+
+_StrictLoader.add_constructor("tag:yaml.org,2002:int", _StrictLoader.construct_number)
+_StrictLoader.add_constructor("tag:yaml.org,2002:float", _StrictLoader.construct_number)
 
 
 def read_yaml(data: bytes, source: str) -> object:
@@ -139,26 +231,44 @@ def read_yaml(data: bytes, source: str) -> object:
 def user_kernels() -> dict[str, Path]:
     """Name → file for the kernel files in the folders of ``CONVFILTER_KERNEL_PATH``
     (``:``-separated; the first folder with a name wins; folders that do not exist are skipped)."""
+    return scan_user_folders()[0]
+
+
+def scan_user_folders() -> tuple[dict[str, Path], list[str]]:
+    """:func:`user_kernels`, and one line for each folder that exists but cannot be read (its
+    kernels are left out, as a shell leaves out a folder of ``PATH`` it cannot read)."""
     found: dict[str, Path] = {}
+    problems = []
     for folder in os.environ.get("CONVFILTER_KERNEL_PATH", "").split(":"):
-        if not folder or not Path(folder).is_dir():
+        try:
+            if not folder or not Path(folder).is_dir():
+                continue
+            files = {}
+            for file in sorted(Path(folder).iterdir()):
+                if file.suffix.lower() in KERNEL_SUFFIXES and not file.name.startswith(".") and file.is_file():
+                    files.setdefault(file.stem, file)
+        except OSError as error:
+            problems.append(
+                f"kernel folder {cut(folder, 80)} in CONVFILTER_KERNEL_PATH cannot be read ({error.strerror or error})"
+            )
             continue
-        for file in sorted(Path(folder).iterdir()):
-            if file.suffix.lower() in KERNEL_SUFFIXES and not file.name.startswith(".") and file.is_file():
-                found.setdefault(file.stem, file)
-    return found
+        for name, file in files.items():
+            found.setdefault(name, file)
+    return found, problems
 
 
-def kernel_table() -> list[dict]:
+def kernel_table() -> tuple[list[dict], list[str]]:
     """One row per kernel, built-ins then user kernels: name, summary, weight shape, mix and
-    generator parameters, read from the files without computing weights (so without NumPy).
-    A user kernel that a built-in hides, or that does not load, says so in its row."""
+    generator parameters, read from the files without computing weights (NumPy reads the header
+    of a ``.npy`` file only). A user kernel that a built-in hides, or that does not load, says
+    so in its row. Then the lines on the user folders that cannot be read."""
     rows = []
     builtins = builtin_names()
     for name in builtins:
         data = read_yaml(builtin_folder().joinpath(f"{name}.yaml").read_bytes(), f"kernel file {name}.yaml")
         rows.append({**describe(data, name), "source": "built-in"})
-    for name, file in user_kernels().items():
+    users, problems = scan_user_folders()
+    for name, file in users.items():
         row = {"name": name, "summary": "", "shape": [], "mix": "", "parameters": {}, "source": f"user: {file}"}
         try:
             row.update(_describe_file(file, name))
@@ -167,30 +277,16 @@ def kernel_table() -> list[dict]:
         if name in builtins:
             row["hidden_by"] = "built-in"
         rows.append(row)
-    return rows
+    return rows, problems
 
 
 def _describe_file(file: Path, name: str) -> dict:
-    """A user kernel file's row of ``list``: validated as loading would, but without NumPy."""
-    if file.stat().st_size > MAX_FILE_BYTES:
-        raise KernelError(f"kernel file {file}: larger than 1 MiB; a kernel file is small")
+    """A user kernel file's row of ``list``: validated as loading would, without computing weights."""
+    source = f"kernel file {file}"
+    data = read_kernel_file(file, source)
     if file.suffix.lower() == ".npy":
-        shape = _npy_shape(file)
+        shape = npy_header(data, source)[1]
         return {"shape": list(shape), "mix": "depthwise" if len(shape) == 2 else "groups from channels"}
-    data = read_yaml(file.read_bytes(), f"kernel file {file}")
-    check_mapping(data, name, f"kernel file {file}")
+    data = read_yaml(data, source)
+    check_mapping(data, name, source)
     return {key: value for key, value in describe(data, name).items() if key != "name"}
-
-
-def _npy_shape(file: Path) -> tuple[int, ...]:
-    """The shape in a ``.npy`` file's header, read without NumPy."""
-    with open(file, "rb") as stream:
-        magic = stream.read(8)
-        if magic[:6] != b"\x93NUMPY":
-            raise KernelError(f"kernel file {file}: not a .npy array")
-        size = int.from_bytes(stream.read(2 if magic[6] == 1 else 4), "little")
-        try:
-            header = ast.literal_eval(stream.read(size).decode("latin-1"))
-            return tuple(header["shape"])
-        except (ValueError, SyntaxError, KeyError, TypeError):
-            raise KernelError(f"kernel file {file}: not a readable .npy header") from None

@@ -39,6 +39,36 @@ def make_workdir(tmp_path: Path) -> Path:
     (tmp_path / "strings.yaml").write_text("weights: [[a, b]]\n")
     (tmp_path / "bools.yaml").write_text("weights: [[true, false]]\n")
     (tmp_path / "empty.yaml").write_text("")
+    digits = "9" * 400  # past float's range; 5000 digits are past Python's int conversion limit too
+    (tmp_path / "int400.yaml").write_text(f"weights: [[-{digits}]]\n")
+    (tmp_path / "bias400.yaml").write_text(f"weights: [[1]]\nbias: {digits}\n")
+    (tmp_path / "divisor400.yaml").write_text(f"weights: [[1]]\ndivisor: {digits}\n")
+    (tmp_path / "scale5000.yaml").write_text(f"weights: [[1]]\nscale: {'9' * 5000}\n")
+    (tmp_path / "sigma400.yaml").write_text(f"generator: {{type: gaussian, params: {{sigma: {digits}}}}}\n")
+    (tmp_path / "size5000.yaml").write_text(f"generator: {{type: box, params: {{size: -{'9' * 5000}}}}}\n")
+    (tmp_path / "float400.yaml").write_text("weights: [[1, -1.0e+400]]\n")
+    (tmp_path / "weight-1e39.yaml").write_text("weights: [[1.0e+39]]\n")
+    (tmp_path / "bias-1e39.yaml").write_text("weights: [[1]]\nbias: [0, 1.0e+39, 0]\n")
+    (tmp_path / "type-list.yaml").write_text("generator: {type: [gaussian]}\n")
+    (tmp_path / "key-list.yaml").write_text("weights: [[1]]\n[a]: 1\n")
+    (tmp_path / "key-mapping.yaml").write_text("generator: {type: gaussian, params: {{a: 1}: 2}}\n")
+    (tmp_path / "param-keys.yaml").write_text("generator: {type: gaussian, params: {1: 1, null: 2}}\n")
+    (tmp_path / "summary-escape.yaml").write_text('weights: [[1]]\nsummary: "red \\e[31m"\n')
+    (tmp_path / "folder.yaml").mkdir()
+    import io
+
+    import numpy as np
+
+    for name, shape in (("giant.npy", (1 << 40, 1 << 40)), ("giant4.npy", (1 << 20, 1 << 20, 3, 3)),
+                        ("bool-shape.npy", (True, True))):  # fmt: skip
+        header = io.BytesIO()
+        np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": shape})
+        (tmp_path / name).write_bytes(header.getvalue() + bytes(16))
+    np.save(tmp_path / "bool.npy", np.eye(3, dtype=bool))
+    np.save(tmp_path / "complex.npy", np.eye(3, dtype=complex))
+    np.save(tmp_path / "scalar.npy", np.array(1.0))
+    with open(tmp_path / "version3.npy", "wb") as stream:
+        np.lib.format.write_array(stream, np.eye(3, dtype=np.float32), version=(3, 0))
     (tmp_path / "out-existing.png").write_bytes(b"old output")
     (tmp_path / "corpus-folder").mkdir()
     (tmp_path / "corpus-folder" / "x.png").write_bytes((SAMPLES / "logo.png").read_bytes())
@@ -87,6 +117,41 @@ BAD_INPUTS = [
     (["rank3.npy", "cat.jpeg", "-o", "o.png"], 2, "has shape (2, 3, 3)"),
     (["strings.npy", "cat.jpeg", "-o", "o.png"], 2, "holds <U1 values; a kernel holds integers or floats"),
     (["nosuch", "cat.jpeg", "-o", "o.png"], 2, "unknown kernel 'nosuch'"),
+    (["int400.yaml", "cat.jpeg", "-o", "o.png"], 2, "column 12: the number -99999999999…999999999999 (401 characters)"),
+    (["bias400.yaml", "cat.jpeg", "-o", "o.png"], 2, "bias400.yaml: line 2, column 7: the number 999999999999…"),
+    (["divisor400.yaml", "cat.jpeg", "-o", "o.png"], 2, "divisor400.yaml: line 2, column 10: the number 99999"),
+    (["scale5000.yaml", "cat.jpeg", "-o", "o.png"], 2, "line 2, column 8: a number written with 5000 characters"),
+    (["sigma400.yaml", "cat.jpeg", "-o", "o.png"], 2, "sigma400.yaml: line 1, column 45: the number 99999"),
+    (["size5000.yaml", "cat.jpeg", "-o", "o.png"], 2, "line 1, column 39: a number written with 5001 characters"),
+    (["float400.yaml", "cat.jpeg", "-o", "o.png"], 2, "column 15: the number -1.0e+400 is beyond float's range"),
+    (["weight-1e39.yaml", "cat.jpeg", "-o", "o.png"], 2, "the weights must be finite numbers within float32's range"),
+    (["bias-1e39.yaml", "cat.jpeg", "-o", "o.png"], 2, "'bias' must be finite numbers within float32's range"),
+    (["type-list.yaml", "cat.jpeg", "-o", "o.png"], 2, "generator type ['gaussian'] is unknown; use one of gaussian"),
+    (["key-list.yaml", "cat.jpeg", "-o", "o.png"], 2, "line 2, column 1: a list cannot be a key; keys are names"),
+    (["key-mapping.yaml", "cat.jpeg", "-o", "o.png"], 2, "line 1, column 38: a dict cannot be a key"),
+    (["param-keys.yaml", "cat.jpeg", "-o", "o.png"], 2, "generator gaussian takes no parameter 1; it takes sigma"),
+    (["summary-escape.yaml", "cat.jpeg", "-o", "o.png"], 2, "'summary' must be one line of printable text"),
+    (["folder.yaml", "cat.jpeg", "-o", "o.png"], 2, "kernel file folder.yaml: not a file"),
+    (["/proc/self/pagemap", "cat.jpeg", "-o", "o.png"], 2, "kernel file /proc/self/pagemap: larger than 1 MiB"),
+    (["/proc/self/mem", "cat.jpeg", "-o", "o.png"], 2, "kernel file /proc/self/mem: cannot read (Input/output error)"),
+    (["y" * 300 + ".yaml", "cat.jpeg", "-o", "o.png"], 2, "cannot read (File name too long)"),
+    (["giant.npy", "cat.jpeg", "-o", "o.png"], 2, "giant.npy: 1099511627776×1099511627776 is larger than 255×255"),
+    (["giant4.npy", "cat.jpeg", "-o", "o.png"], 2, "(1048576, 1048576, 3, 3) of float32 needs more than the 16"),
+    (["bool-shape.npy", "cat.jpeg", "-o", "o.png"], 2, "not a readable .npy array (shape is not valid: (True, True))"),
+    (["bool.npy", "cat.jpeg", "-o", "o.png"], 2, "holds bool values; a kernel holds integers or floats"),
+    (["complex.npy", "cat.jpeg", "-o", "o.png"], 2, "holds complex128 values; a kernel holds integers or floats"),
+    (["scalar.npy", "cat.jpeg", "-o", "o.png"], 2, "has shape (); give a 2-D [kh, kw] or 4-D [O, C/g, kh, kw] array"),
+    (["version3.npy", "cat.jpeg", "-o", "o.png"], 2, "not a readable .npy array (format version 3.0; 1.0 and 2.0"),
+    (["gaussian", "-p", "size=" + "9" * 400, "cat.jpeg", "-o", "o.png"], 2, "got '99999999999…99999999999' (402 char"),
+    (["box", "-p", "size=1e300", "cat.jpeg", "-o", "o.png"], 2, "size must be 1 to 255, got an integer of about 300"),
+    (["gaussian", "-p", "sigma=nan", "cat.jpeg", "-o", "o.png"], 2, "must be a number > 0 and ≤ 42.3333, got 'nan'"),
+    (["gaussian", "-p", "sigma=-inf", "cat.jpeg", "-o", "o.png"], 2, "got '-inf'"),
+    (["gaussian", "-p", "sigma=-0", "cat.jpeg", "-o", "o.png"], 2, "sigma must be > 0 and ≤ 42.3333, got -0.0"),
+    (["gaussian", "-p", "sigma=\u0661", "cat.jpeg", "-o", "o.png"], 2, "must be a number > 0 and ≤ 42.3333, got '"),
+    (["dog", "-p", "sigma1=1e-200", "cat.jpeg", "-o", "o.png"], 2, "dog.yaml: the weights must be finite numbers"),
+    (["unsharp", "-p", "sigma=1e-200", "cat.jpeg", "-o", "o.png"], 2, "unsharp.yaml: the weights must be finite"),
+    (["show", "edge", "--channels", "100000", "--plot", "w.png"], 2, "layer would hold 90000000000 weights, more"),
+    (["show", "edge", "--channels", str((1 << 40) + 1)], 2, "is not in the range 1<=x<=1099511627776"),
     # options
     (["edge", "cat.jpeg", "-o", "o.png", "--groups", "0"], 2, "0 is not in the range x>=1"),
     (["edge", "cat.jpeg", "-o", "o.png", "--groups", "2"], 2, "try one of 1, 3"),

@@ -146,3 +146,12 @@ def wait_for_outputs(folder: Path, count: int, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and not (folder.exists() and len(list(folder.glob("*.png"))) >= count):
         time.sleep(0.02)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """The largest peak memory of any command the tests ran (bad inputs, bombs, faults included)."""
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if peak:
+        terminalreporter.write_line(f"largest peak memory of a command run by the tests: {peak / 1024:.0f} MiB")

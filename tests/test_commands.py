@@ -3,14 +3,24 @@ banks), through Click's runner."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import resource
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
 from conftest import CAT, SAMPLES, assert_matches_golden, assert_one_line_error, pixels, run
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image as PILImage
+
+from convfilter import KernelError
 
 
 def test_show_prints_weights_and_counts():
@@ -198,3 +208,213 @@ def test_gallery_and_plot_never_write_over_their_input(tmp_path):
         assert result.exit_code == 2
         assert_one_line_error(result.stderr, "is the input; writing over an input is refused")
     assert (photo.read_bytes(), (tmp_path / "k.npy").read_bytes()) == before
+
+
+# --- hostile kernel files, through the installed command under a memory cap and a time limit
+
+ADDRESS_SPACE = 4 << 30  # bytes: a kernel that allocated what its header claims would fail here
+
+
+def run_installed(command, args, cwd, env=None, as_nobody=False):
+    """The installed command under a 4 GiB address-space cap and a timeout; ``as_nobody`` runs it
+    as an unprivileged user (through ``setpriv``, which keeps root's rights for the exec itself:
+    the interpreter may live in a folder only root can enter)."""
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE, ADDRESS_SPACE))
+
+    drop = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if as_nobody else []
+    environment = {**os.environ, **(env or {})}
+    return subprocess.run([*drop, command, *map(str, args)], cwd=cwd, env=environment, capture_output=True,
+                          text=True, timeout=30, preexec_fn=limit)  # fmt: skip
+
+
+def npy_header_only(path, shape, descr="<f4"):
+    """A ``.npy`` file whose header claims ``shape`` but that holds 16 bytes of data."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": descr, "fortran_order": False, "shape": shape})
+    path.write_bytes(header.getvalue() + bytes(16))
+
+
+@pytest.fixture
+def hostile_folder(tmp_path):
+    """A user kernel folder holding one good kernel and every kind of file a kernel cannot be."""
+    folder = tmp_path / "kernels"
+    folder.mkdir()
+    (folder / "good.yaml").write_text("summary: fine\nweights: [[1, 2], [3, 4]]\n")
+    npy_header_only(folder / "giant.npy", (1 << 40, 1 << 40))
+    npy_header_only(folder / "giant4.npy", (1 << 20, 1 << 20, 3, 3))
+    (folder / "pagemap.yaml").symlink_to("/proc/self/pagemap")
+    (folder / "mem.npy").symlink_to("/proc/self/mem")
+    (folder / "folder.yaml").mkdir()
+    os.mkfifo(folder / "fifo.yaml")
+    (folder / "escape.yaml").write_text('summary: "\\e[2J"\nweights: [[1]]\n')
+    (folder / "surrogate.yaml").write_text('summary: "\\ud800"\nweights: [[1]]\n')
+    return folder
+
+
+def test_list_describes_hostile_user_kernels_without_loading_them(hostile_folder, tmp_path, convfilter_command):
+    too_long = tmp_path / ("x" * 300)  # is_dir() raises "File name too long" on it
+    env = {"CONVFILTER_KERNEL_PATH": f"{tmp_path / 'missing'}:{too_long}:{hostile_folder}"}
+    done = run_installed(convfilter_command, ["list", "--json"], tmp_path, env)
+    assert done.returncode == 0, done.stderr
+    note = "convfilter: note: kernel folder " + str(too_long)[:21]
+    assert done.stderr.startswith(note) and done.stderr.count("\n") == 1, done.stderr
+    assert "in CONVFILTER_KERNEL_PATH cannot be read (File name too long)" in done.stderr
+    rows = {row["name"]: row for row in json.loads(done.stdout) if row["source"] != "built-in"}
+    assert set(rows) == {"good", "giant", "giant4", "pagemap", "mem", "escape", "surrogate"}  # no folder, no FIFO
+    assert rows["good"]["shape"] == [2, 2] and "error" not in rows["good"]
+    errors = {name: row["error"].split(": ", 1)[1] for name, row in rows.items() if name != "good"}
+    assert errors == {
+        "giant": "1099511627776×1099511627776 is larger than 255×255",
+        "giant4": "not a readable .npy array (its header's shape (1048576, 1048576, 3, 3) of float32 needs more "
+        "than the 16 bytes of data the file holds)",
+        "pagemap": "larger than 1 MiB; a kernel file is small",
+        "mem": "cannot read (Input/output error)",
+        "escape": "'summary' must be one line of printable text; it holds '\\x1b'",
+        "surrogate": "'summary' must be one line of printable text; it holds '\\ud800'",
+    }
+    text = run_installed(convfilter_command, ["list"], tmp_path, env)
+    assert text.returncode == 0 and text.stderr == done.stderr
+    assert "\x1b" not in text.stdout and len(text.stdout.splitlines()) == len(json.loads(done.stdout))
+
+
+def test_a_fifo_or_a_folder_as_the_kernel_is_refused_without_waiting(hostile_folder, convfilter_command):
+    for name in ("fifo.yaml", "folder.yaml"):
+        done = run_installed(convfilter_command, [name, CAT, "-o", "o.png"], hostile_folder)
+        assert done.returncode == 2
+        assert_one_line_error(done.stderr, f"kernel file {name}: not a file")
+    assert not (hostile_folder / "o.png").exists()
+
+
+def test_a_fifo_put_in_place_after_the_check_does_not_block_the_open(tmp_path, monkeypatch):
+    import stat
+    import threading
+
+    from convfilter import library
+
+    fifo = tmp_path / "k.yaml"
+    os.mkfifo(fifo)
+    answers, is_regular = iter([True]), stat.S_ISREG  # the first check (the stat) sees a regular file
+    monkeypatch.setattr(library.stat, "S_ISREG", lambda mode: next(answers, None) or is_regular(mode))
+    outcome = []
+
+    def load():
+        try:
+            library.load_kernel(fifo)
+        except KernelError as error:
+            outcome.append(str(error))
+
+    reader = threading.Thread(target=load, daemon=True)
+    reader.start()
+    reader.join(timeout=10)
+    assert outcome == [f"kernel file {fifo}: not a file"]
+
+
+def test_unreadable_folders_and_files(convfilter_command):
+    # root reads anything: the commands then run as an unprivileged user, in a folder of their
+    # own that they can enter (pytest's folders are private to their owner)
+    as_nobody = os.geteuid() == 0
+    if as_nobody and not shutil.which("setpriv"):
+        pytest.skip("running as root without setpriv to become another user")
+    base = Path(tempfile.mkdtemp(prefix="convfilter-unreadable-"))
+    base.chmod(0o755)
+    locked, readable = base / "locked", base / "readable"
+    locked.mkdir()
+    readable.mkdir()
+    (locked / "mine.yaml").write_text("weights: [[1]]\n")
+    (readable / "theirs.yaml").write_text("weights: [[2]]\n")
+    secret = readable / "secret.yaml"
+    secret.write_text("weights: [[3]]\n")
+    secret.chmod(0)
+    locked.chmod(0)
+    env = {"CONVFILTER_KERNEL_PATH": f"{locked}:{readable}"}
+    unread = f"kernel folder {locked} in CONVFILTER_KERNEL_PATH cannot be read (Permission denied)"
+    try:
+        listed = run_installed(convfilter_command, ["list"], base, env, as_nobody)
+        assert listed.returncode == 0 and listed.stderr == f"convfilter: note: {unread}\n"
+        assert "theirs " in listed.stdout and "mine" not in listed.stdout
+        assert f"({'user: ' + str(secret)}; does not load: kernel file {secret}: cannot read" in listed.stdout
+        shown = run_installed(convfilter_command, ["show", "theirs"], base, env, as_nobody)
+        assert shown.returncode == 0 and "weights 1×1" in shown.stdout  # the other folders still serve
+        for args, message in (
+            (["mine"], f"unknown kernel 'mine': give a built-in name (see 'convfilter list') or a path to a .yaml "
+                       f"or .npy file ({unread})"),
+            (["secret"], f"kernel file {secret}: cannot read (Permission denied)"),
+            ([locked / "mine.yaml"], f"kernel file {locked / 'mine.yaml'}: cannot read (Permission denied)"),
+        ):  # fmt: skip
+            done = run_installed(convfilter_command, [*args, CAT, "-o", "o.png"], base, env, as_nobody)
+            assert done.returncode == 2
+            assert_one_line_error(done.stderr, message)
+        assert not (base / "o.png").exists()
+    finally:
+        locked.chmod(0o755)
+        shutil.rmtree(base)
+
+
+@pytest.mark.parametrize(
+    "variant",
+    ["fortran", "big-endian", "float16", "int16", "uint8", "version-2", "trailing-bytes", "float64"],
+)
+def test_npy_kernels_of_every_numeric_layout_load_as_numpy_reads_them(tmp_path, rng, variant):
+    from convfilter import load_kernel
+
+    weights = rng.standard_normal((2, 3, 4, 5)) * 10
+    array = {"fortran": np.asfortranarray(weights.astype(np.float32)), "big-endian": weights.astype(">f4"),
+             "float16": weights.astype(np.float16), "int16": weights.astype(np.int16),
+             "uint8": np.abs(weights).astype(np.uint8)}.get(variant, weights)  # fmt: skip
+    path = tmp_path / "k.npy"
+    with open(path, "wb") as stream:
+        np.lib.format.write_array(stream, array, version=(2, 0) if variant == "version-2" else None)
+        if variant == "trailing-bytes":
+            stream.write(b"more")
+    kernel = load_kernel(path)
+    assert kernel.weights.dtype == np.float32 and kernel.weights.flags.c_contiguous
+    np.testing.assert_array_equal(kernel.weights, np.load(path).astype(np.float32))
+
+
+def test_show_refuses_a_layer_too_large_and_prints_a_large_depthwise_one(tmp_path):
+    result = run("show", "edge", "--channels", "100000", "--plot", str(tmp_path / "w.png"))
+    assert result.exit_code == 2
+    assert_one_line_error(result.stderr, "for 100000 channels the layer would hold 90000000000 weights")
+    assert not (tmp_path / "w.png").exists()  # refused before the picture is drawn
+    result = run("show", "edge", "--channels", "100000", "--depthwise")
+    assert result.exit_code == 0 and "depthwise conv 100000→100000 channels" in result.stdout
+    result = run("show", "sobel", "--channels", "10000000")  # a bank of 2: 2·C kernels
+    assert result.exit_code == 2
+    assert_one_line_error(result.stderr, "for 10000000 channels the layer would hold 180000000 weights")
+
+
+_dims = st.one_of(st.integers(-3, 300), st.integers(0, 2**80), st.booleans(), st.floats(0, 9), st.text(max_size=3))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    descr=st.sampled_from(["<f4", ">f8", "<f2", "|u1", "<i8", "|b1", "<c8", "|O", "<U3", "|V4", "<M8[s]", "f4", 3]),
+    shape=st.one_of(st.lists(_dims, max_size=6).map(tuple), _dims),
+    fortran_order=st.sampled_from([False, True, 0, None]),
+    data=st.binary(max_size=300),
+)
+def test_any_npy_header_is_judged_before_its_data_is_allocated(descr, shape, fortran_order, data):
+    from convfilter.kernel import Kernel
+    from convfilter.library import read_npy
+
+    header = repr({"descr": descr, "fortran_order": fortran_order, "shape": shape}).encode("latin-1", "replace")
+    header += b" " * (-(len(header) + 11) % 64) + b"\n"
+    blob = b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header + data
+    try:
+        array = read_npy(blob, "kernel file k.npy")
+    except KernelError as error:
+        assert str(error).startswith("kernel file k.npy: ") and "\n" not in str(error)
+        return
+    assert array.nbytes <= len(data) and isinstance(shape, tuple) and len(shape) in (2, 4)
+    assert isinstance(kernel_or_error(array), (Kernel, KernelError))
+
+
+def kernel_or_error(array):
+    from convfilter.kernel import kernel_from_array
+
+    try:
+        return kernel_from_array(array, "k", "kernel file k.npy")
+    except KernelError as error:
+        return error

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import cv2
 import numpy as np
@@ -132,3 +133,51 @@ def test_kirsch_is_the_strongest_rotation():
 def test_bad_parameters_list_what_is_accepted(name, params, message):
     with pytest.raises(KernelError, match=message):
         load_kernel(name, params)
+
+
+@pytest.mark.parametrize(("text", "value"), [("2", 2.0), ("2.5", 2.5), (".5", 0.5), ("5.", 5.0), ("+1", 1.0),
+                                             ("1e-1", 0.1), ("1E+1", 10.0)])  # fmt: skip
+def test_parameters_on_the_command_line_are_plain_decimals(text, value):
+    assert load_kernel("gaussian", {"sigma": text}).params[0] == ("sigma", value)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["nan", "inf", "-inf", "Infinity", "1_0", "\u0661", "\uff13", "0x1", "", "1e", "e1", "--1", "1e400", "9" * 5000],
+)
+def test_parameters_that_are_not_plain_decimals_are_refused(text):
+    # Python's float() takes most of these ("nan", "1_0", Arabic-Indic and full-width digits): -p does not
+    with pytest.raises(KernelError, match=r"option -p: parameter sigma must be a number > 0 and ≤ 42.3333, got '"):
+        load_kernel("gaussian", {"sigma": text})
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "message"),
+    [
+        (
+            "gaussian",
+            {"size": "1" + "0" * 400},
+            r"size must be a number odd, .*, got '10{10}…0{11}' \(403 characters\)$",
+        ),
+        ("box", {"size": "1e300"}, r"parameter size must be 1 to 255, got an integer of about 300 digits$"),
+        ("gaussian", {"sigma": "-0"}, r"parameter sigma must be > 0 and ≤ 42.3333, got -0.0$"),
+        ("motion-blur", {"angle": "1e308"}, r"parameter angle must be in degrees, -360 to 360, got 1e\+308$"),
+    ],
+)
+def test_extreme_parameters_get_a_short_line(name, params, message):
+    with pytest.raises(KernelError, match=message):
+        load_kernel(name, params)
+
+
+@pytest.mark.parametrize(("name", "param"), [("gaussian", "sigma"), ("dog", "sigma1"), ("dog", "sigma2"),
+                                             ("unsharp", "sigma"), ("log", "sigma")])  # fmt: skip
+def test_a_vanishing_sigma_is_one_error_without_warnings(name, param):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a NumPy RuntimeWarning would be a second line on stderr
+        with pytest.raises(KernelError, match=r"the weights must be finite numbers within float32's range"):
+            load_kernel(name, {param: "1e-200"})
+
+
+def test_unknown_parameter_names_of_any_type_are_listed_in_file_order():
+    with pytest.raises(KernelError, match=r"generator gaussian takes no parameter 2; it takes sigma"):
+        GENERATORS["gaussian"].resolve({"sigma": 1, 2: 3, None: 4}, "test")

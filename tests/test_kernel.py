@@ -248,6 +248,27 @@ BAD_FILES = [
     ("weights: [[1]]\nbias: [a]\n", r"'bias' must be a number or a list of numbers"),
     ("weights: [[1]]\nscale: x\n", r"'scale' must be a finite number"),
     ("weights: " + "[" * 3000 + "]" * 3000 + "\n", r"line 1, column 25: nested deeper than 16 levels"),
+    # numbers YAML would make past float's range, past Python's int conversion limit, or slowly (base 60)
+    ("weights: [[" + "9" * 400 + "]]\n", r"line 1, column 12: the number 9{12}…9{12} \(400 characters\) is beyond"),
+    ("weights: [[1]]\nbias: [1, -" + "9" * 5000 + "]\n", r"line 2, column 11: a number written with 5001 characters"),
+    ("weights: [[1]]\nscale: 0x" + "f" * 300 + "\n", r"line 2, column 8: the number 0xf{10}…f{12} \(302 characters\)"),
+    ("weights: [[1" + ":59" * 400 + "]]\n", r"line 1, column 12: a number written with 1201 characters is too long"),
+    ("weights: [[1]]\ndivisor: 1.0e+400\n", r"line 2, column 10: the number 1.0e\+400 is beyond float's range"),
+    ("weights: [[1]]\nmix: {groups: 1" + "0" * 400 + "}\n", r"line 2, column 15: the number 10{11}…"),
+    ("weights: [[1]]\nstride: [1, " + "9" * 400 + "]\n", r"line 2, column 13: the number 9{12}…"),
+    ("generator: {type: gaussian, params: {size: " + "9" * 400 + "}}\n", r"line 1, column 44: the number 9{12}…"),
+    ("generator: {type: gaussian, params: {sigma: .inf}}\n", r"parameter sigma must be a number > 0 .*, got inf$"),
+    ("weights: [[1]]\nbias: 1.0e+39\n", r"'bias' must be finite numbers within float32's range"),
+    # values of the wrong type where a name is expected, and keys that are not names
+    ("generator: {type: {name: gaussian}}\n", r"generator type \{'name': 'gaussian'\} is unknown; use one of"),
+    ("generator: {type: 3}\n", r"generator type 3 is unknown; use one of gaussian"),
+    ("? [weights]\n: [[1]]\n", r"line 1, column 3: a list cannot be a key; keys are names"),
+    ("weights: [[1]]\n? !!set {a}\n: 1\n", r"line 2, column 3: a set cannot be a key; keys are names"),
+    ("generator: {type: gaussian, params: {sigma: 1, 2: 3, null: 4}}\n", r"generator gaussian takes no parameter 2;"),
+    # text that is printed: one line, no control characters, no lone surrogates; long values cut short
+    ('weights: [[1]]\nsummary: "two\\nlines"\n', r"'summary' must be one line of printable text; it holds '\\n'$"),
+    ('weights: [[1]]\nname: "\\ud800"\n', r"'name' must be one line of printable text; it holds '\\ud800'$"),
+    ("weights: [[1]]\nscale: " + "x" * 2000 + "\n", r"'scale' must be a finite number, got 'x{11}…x{11}' \(2002 char"),
 ]
 
 
@@ -338,7 +359,9 @@ def test_builtin_name_must_match_stem():
 def test_list_rows_describe_the_loaded_kernels():
     from convfilter.library import kernel_table
 
-    for row in kernel_table():
+    rows, problems = kernel_table()
+    assert problems == []
+    for row in rows:
         kernel = load_kernel(row["name"])
         assert row["shape"] == list(kernel.weights.shape), row["name"]
         assert row["summary"] == kernel.summary and row["parameters"] == dict(kernel.params)
@@ -375,3 +398,19 @@ def test_numbers_yaml_reads_as_text_get_a_hint(tmp_path, text, message):
     with pytest.raises(KernelError) as raised:
         load_kernel(tmp_path / "k.yaml")
     assert str(raised.value).endswith(message)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"weights": [[1, -(10**400)]]}, r"'weights' row 1 item 2 is an integer of about 400 digits, not a finite"),
+        ({"weights": [[1]], "divisor": 10**5000}, r"'divisor' must be a finite number, got an integer of about 5000"),
+        ({"weights": [[1]], "bias": [0, 10**400]}, r"'bias' must be a number or a list of numbers"),
+        ({"generator": {"type": "gaussian", "params": {"sigma": 10**400}}}, r"parameter sigma must .*about 400"),
+        ({"generator": {"type": ["gaussian"]}}, r"generator type \['gaussian'\] is unknown"),
+    ],
+)
+def test_mappings_from_python_with_huge_or_misplaced_values(data, message):
+    # parse_kernel takes any mapping, not only what YAML makes: an int past float's range is no number
+    with pytest.raises(KernelError, match=rf"^kernel file k\.yaml: {message}"):
+        parse_kernel(data, "k", "kernel file k.yaml")
