@@ -28,6 +28,8 @@ from .metadata import (
 )
 from .options import FORMATS
 
+ORIENTED_BY_DECODER = ("tiff",)  # formats whose pixels OpenCV returns with the EXIF orientation applied
+
 
 @dataclass(frozen=True)
 class Image:
@@ -127,6 +129,11 @@ def decode_image(data: bytes, name: str, limits: Limits | None = None) -> Image:
             pixels = pixels[:, :, None]
         if pixels.ndim != 3 or pixels.dtype.kind not in "biuf" or min(pixels.shape) < 1:
             raise ImageError(f"input {name}: a .npy image must be a non-empty (H, W, C) array of numbers")
+        if pixels.shape[0] <= 4 < pixels.shape[2]:  # PyTorch's layout: far more likely than 4 rows of C channels
+            raise ImageError(
+                f"input {name}: shape {pixels.shape} looks like channels first (C, H, W); an image array is "
+                "(H, W, C): save np.moveaxis(array, 0, -1)"
+            )
         return Image(pixels, "npy")
     try:
         with quiet_native_stderr():
@@ -146,8 +153,10 @@ def decode_image(data: bytes, name: str, limits: Limits | None = None) -> Image:
     pixels = swap_red_blue(pixels[:, :, None] if pixels.ndim == 2 else pixels, in_place=True)
     meta = read_metadata(data) if might_have_metadata(data, fmt) else Metadata()
     frames = count_frames(data, fmt)
-    # IMREAD_UNCHANGED keeps the pixels as stored: turn them upright here, once
-    return Image(apply_orientation(pixels, meta.orientation), fmt, meta, frames)
+    # IMREAD_UNCHANGED keeps the pixels as stored, except that OpenCV's TIFF reader turns them
+    # upright itself: turn the others upright here, so that each is turned exactly once
+    upright = pixels if fmt in ORIENTED_BY_DECODER else apply_orientation(pixels, meta.orientation)
+    return Image(upright, fmt, meta, frames)
 
 
 def _decode_truncated(data: bytes) -> np.ndarray | None:
@@ -185,8 +194,8 @@ def swap_red_blue(pixels: np.ndarray, in_place: bool = False) -> np.ndarray:
 
 def pixel_dtype(input_dtype: np.dtype, fmt: str) -> np.dtype:
     """The dtype an output in format ``fmt`` is written with, for an input of ``input_dtype``."""
-    if fmt == "npy" or (fmt == "tiff" and np.dtype(input_dtype).kind == "f"):
-        return np.dtype(np.float32)  # raw or float images stay float: never clipped
+    if fmt == "npy" or (fmt == "tiff" and input_dtype not in (np.uint8, np.uint16)):
+        return np.dtype(np.float32)  # raw, float and wider integer images stay float: never clipped
     if input_dtype == np.uint16 and fmt in ("png", "tiff"):
         return np.dtype(np.uint16)
     return np.dtype(np.uint8)
@@ -199,6 +208,7 @@ def to_pixels(
     scale: float = 1.0,
     out: np.ndarray | None = None,
     finite: bool = True,
+    tally: list[int] | None = None,
 ) -> np.ndarray:
     """Turn a float result into pixels of ``dtype`` by ``range_policy``.
 
@@ -208,6 +218,7 @@ def to_pixels(
     result first (1/257 to write a 16-bit result as 8 bits). A float ``dtype`` is never clipped.
     With ``out``, the pixels are written there and ``result`` is used as scratch space. Unless
     ``finite`` (the result may hold NaN: the image did), NaN becomes 0 and infinities saturate.
+    With ``tally``, the number of values that saturate is appended to it.
 
     >>> to_pixels(np.array([-3.5, 0.5, 1.5, 300.0], np.float32), np.uint8, "clip").tolist()
     [0, 0, 2, 255]
@@ -233,6 +244,8 @@ def to_pixels(
             values -= np.float32(low)
             values *= np.float32(top / (high - low) if high > low else 0.0)
         np.rint(values, out=values)
+        if tally is not None and (values.min() < 0 or values.max() > top):
+            tally.append(int(np.count_nonzero(values < 0) + np.count_nonzero(values > top)))
         np.clip(values, 0, top, out=values)
     # a NaN that sums beyond float32's range made (inf - inf) has no pixel value: the cast is quiet
     with np.errstate(invalid="ignore"):

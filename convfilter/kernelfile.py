@@ -132,6 +132,12 @@ def pair_field(value: object, field: str, where: str) -> tuple[int, int]:
     return pair
 
 
+def default_mix(data: dict) -> str:
+    """The mix of a kernel file without one: depthwise, except that a 4-D weight infers its groups
+    from the image's channels, as a ``.npy`` weight does."""
+    return "infer" if len(_shape(data.get("weights"))) == 4 else "depthwise"
+
+
 def mix_field(value: object, where: str) -> str | int:
     """``depthwise``, ``dense``, or the N of ``{groups: N}``."""
     if value in MIXES:
@@ -177,7 +183,8 @@ def check_mapping(data: object, stem: str, where: str, builtin: bool = False) ->
     return {
         "name": name,
         "summary": string_field(data, "summary", where, ""),
-        "mix": mix_field(data.get("mix", "depthwise"), where),
+        # no mix: depthwise, except that a 4-D weight infers its groups from the image, as a .npy does
+        "mix": mix_field(data["mix"], where) if "mix" in data else default_mix(data),
         "bias": () if bias == (0,) else tuple(float(b) for b in bias),
         "padding_mode": choice_field(data, "padding", PADDING_MODES, where, "reflect"),
         "stride": pair_field(data.get("stride", 1), "'stride'", where),
@@ -215,7 +222,7 @@ def describe(data: dict, stem: str) -> dict:
         generator = GENERATORS[data["generator"]["type"]]
         params = generator.resolve(data["generator"].get("params") or {}, stem)
         shape = list(generator.shape(**params))
-    mix = data.get("mix", "depthwise")
+    mix = data.get("mix", default_mix(data))
     return {
         "name": data.get("name", stem),
         "summary": data.get("summary", ""),

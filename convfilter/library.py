@@ -35,6 +35,7 @@ MAX_DEPTH = 16  # a 4-D weight nests 5 levels below the mapping; anything far de
 # into an ever larger one, in quadratic time
 MAX_NUMBER_CHARS = 1000
 KERNEL_SUFFIXES = (".yaml", ".yml", ".npy")
+MODEL_SUFFIXES = (".pt", ".pth", ".safetensors", ".onnx", ".mat", ".h5", ".keras", ".ckpt")
 
 
 def builtin_folder() -> resources.abc.Traversable:
@@ -57,6 +58,7 @@ def load_kernel(ref: str | Path, params: dict[str, object] | None = None) -> Ker
     """
     text = str(ref)
     path = Path(text)
+    _check_kernel_suffix(path)
     if path.suffix.lower() in KERNEL_SUFFIXES or "/" in text:
         return _load_path(path, params)
     if text not in builtin_names():
@@ -74,6 +76,26 @@ def load_kernel(ref: str | Path, params: dict[str, object] | None = None) -> Ker
 
     data = read_yaml(builtin_folder().joinpath(f"{text}.yaml").read_bytes(), f"kernel file {text}.yaml")
     return parse_kernel(data, text, f"kernel file {text}.yaml", builtin=True, params=params)
+
+
+def _check_kernel_suffix(path: Path) -> None:
+    """Refuse an image where the kernel goes (the arguments the wrong way round), and an existing
+    file of a kind that is not read as a kernel, each with what to do instead."""
+    from .outputs import READABLE
+
+    suffix = path.suffix.lower()
+    if suffix[1:] in READABLE and suffix != ".npy":
+        name = cut(str(path), 200)
+        raise KernelError(
+            f"KERNEL comes first: {name} is an image, not a kernel; try 'convfilter edge {name} …' "
+            "(see 'convfilter list' for the kernels)"
+        )
+    if suffix and suffix not in KERNEL_SUFFIXES and path.is_file():
+        later = " (model and MATLAB files are not read)" if suffix in MODEL_SUFFIXES else ""
+        raise KernelError(
+            f"kernel file {cut(str(path), 200)}: {suffix} is not a kernel format{later}; "
+            "give a .yaml, .yml or .npy file"
+        )
 
 
 def _load_path(path: Path, params: dict[str, object] | None) -> Kernel:

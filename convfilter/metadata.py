@@ -22,7 +22,8 @@ ORIENTATION = 0x0112
 # tags of a TIFF's first directory that describe its own pixels (sizes, strips, tiles, samples,
 # compression, colour map) or hold its ICC profile
 TIFF_LAYOUT_TAGS = (254, 255, 256, 257, 258, 259, 262, 263, 266, 273, 277, 278, 279, 280, 281, 284, 292, 293)
-TIFF_LAYOUT_TAGS += (317, 320, 322, 323, 324, 325, 338, 339, 340, 341, 530, 531, 532, 34675)
+TIFF_LAYOUT_TAGS += (285, 297, 317, 320, 322, 323, 324, 325, 338, 339, 340, 341, 530, 531, 532, 34675)
+EXIF_SUB_IFDS = {0x8769: "camera", 0x8825: "GPS", 0xA005: "interoperability"}  # pointers to sub-directories
 JPEG_SEGMENT = 65533  # the most a JPEG segment's payload holds
 JPEG_EXIF_BYTES = JPEG_SEGMENT - len(b"Exif\0\0")
 JPEG_ICC_PIECE = JPEG_SEGMENT - len(b"ICC_PROFILE\0") - 2  # a sequence number and a count
@@ -98,16 +99,26 @@ def pillow_without_size_limit():
 
 def fit_metadata(meta: Metadata, fmt: str) -> tuple[Metadata, tuple[str, ...]]:
     """``meta`` without what ``fmt`` cannot carry, and a note for each part left out: a JPEG
-    holds EXIF in one 64 KiB segment and an ICC profile in at most 255 of them."""
-    if fmt != "jpeg":
-        return meta, ()
+    holds EXIF in one 64 KiB segment and an ICC profile in at most 255 of them; a TIFF written
+    here holds the EXIF tags of its own directory, not the sub-directories (camera, GPS)."""
     notes = []
-    if meta.exif and len(meta.exif) > JPEG_EXIF_BYTES:
+    if fmt == "jpeg" and meta.exif and len(meta.exif) > JPEG_EXIF_BYTES:
         notes.append(f"the EXIF data ({len(meta.exif):,} bytes) is over the {JPEG_EXIF_BYTES:,} a JPEG holds: left out")
         meta = replace(meta, exif=None)
-    if meta.icc and len(meta.icc) > JPEG_ICC_BYTES:
+    if fmt == "jpeg" and meta.icc and len(meta.icc) > JPEG_ICC_BYTES:
         notes.append(f"the ICC profile ({len(meta.icc):,} bytes) is over the {JPEG_ICC_BYTES:,} a JPEG holds: left out")
         meta = replace(meta, icc=None)
+    if fmt == "tiff" and meta.exif:
+        from PIL import Image
+
+        exif = Image.Exif()
+        exif.load(b"Exif\0\0" + meta.exif)
+        inner = [name for tag, name in EXIF_SUB_IFDS.items() if tag in exif]
+        if inner:
+            for tag in EXIF_SUB_IFDS:
+                exif.pop(tag, None)
+            notes.append(f"the EXIF {' and '.join(inner)} data cannot be carried into a TIFF: left out")
+            meta = replace(meta, exif=exif.tobytes()[6:] if len(exif) else None)
     return meta, tuple(notes)
 
 

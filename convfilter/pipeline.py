@@ -64,11 +64,17 @@ def split_alpha(pixels: np.ndarray, alpha: str, has_alpha: bool = True) -> tuple
 
 
 def filter_pixels(
-    pixels: np.ndarray, kernel: Kernel, fmt: str = "png", has_alpha: bool = True, threads: int | None = None
+    pixels: np.ndarray,
+    kernel: Kernel,
+    fmt: str = "png",
+    has_alpha: bool = True,
+    threads: int | None = None,
+    tally: list[int] | None = None,
 ) -> tuple[np.ndarray, Layer]:
     """Filter ``(H, W, C)`` pixels with ``kernel`` and return the output pixels for format ``fmt``
     (float32 and unclipped for ``npy``) together with the resolved layer; the convolution runs
-    on ``threads`` threads (None: all cores)."""
+    on ``threads`` threads (None: all cores). ``tally`` collects the counts of result values
+    that saturate the output's integers."""
     color, alpha = split_alpha(pixels, kernel.alpha, has_alpha)
     layer = kernel.layer(color.shape[2])
     if layer.repeat_gray:
@@ -108,11 +114,11 @@ def filter_pixels(
         if whole:
             floats[rows] = block
         elif collapse:
-            pixels = to_pixels(block, dtype, kernel.range, scale, np.empty(block.shape, dtype), conv.finite)
+            pixels = to_pixels(block, dtype, kernel.range, scale, np.empty(block.shape, dtype), conv.finite, tally)
             for c in range(out.shape[2]):
                 out[rows, :, c] = pixels[..., 0]
         else:
-            to_pixels(block, dtype, kernel.range, scale, out[rows], conv.finite)
+            to_pixels(block, dtype, kernel.range, scale, out[rows], conv.finite, tally)
 
     conv.run_into(sink, threads, collapse)
     if whole:
@@ -164,12 +170,13 @@ def filter_image(
     and the record, ``name`` and ``output`` naming the two ends in it. The input's pixels are let
     go before encoding, so that a caller that keeps no reference of its own does not hold both."""
     fmt = options.format or stream_format(image.format)
-    out, layer = filter_pixels(image.pixels, kernel, fmt, image.format != "npy", options.threads)
+    saturated: list[int] = []
+    out, layer = filter_pixels(image.pixels, kernel, fmt, image.format != "npy", options.threads, saturated)
     height, width = image.pixels.shape[:2]
     metadata, left_out = fit_metadata(image.metadata, fmt)
     notes = [f"{name}: {note}" for note in left_out]
-    if image.pixels.dtype == np.uint16 and out.dtype == np.uint8:
-        notes.append(f"{name} is 16-bit and {output} holds 8 bits per channel: the result is written as 8-bit")
+    share = sum(saturated) / (out.size or 1)
+    notes += filter(None, [_depth_note(name, output, image.pixels.dtype, out.dtype, share, kernel.range)])
     if image.frames > 1:
         notes.append(f"{name} has {image.frames} frames: only the first is filtered")
     del image
@@ -195,6 +202,36 @@ def filter_bytes(data: bytes, name: str, kernel: Kernel, options: Options, outpu
     with _memory_is_an_image_error(name):
         encoded, result = filter_image(decode_image(data, name, options.limits), kernel, options, name, output)
     return encoded, replace(result, seconds=time.perf_counter() - start)
+
+
+# a share of saturated values worth a note: an edge filter clips its negative half by design (up to
+# half the values), a range that does not suit the result clips nearly all of them
+SATURATION_NOTE = 0.9
+
+
+def _depth_note(
+    name: str, output: str, source: np.dtype, written: np.dtype, saturated: float, range_policy: str
+) -> str | None:
+    """What the user should know when the written pixels cannot hold the result: a 16-bit result
+    written as 8 bits, values of a type the output does not hold, or nearly all values clipped
+    (``saturated`` is their share)."""
+    if written.kind == "f":
+        return None
+    top = np.iinfo(written).max
+    clipped = f"{saturated:.1%} of the values fall outside 0..{top} and are clipped"
+    if source == np.uint16 and written == np.uint8:
+        return f"{name} is 16-bit and {output} holds 8 bits per channel: the result is written as 8-bit" + (
+            f"; {clipped}" if saturated > SATURATION_NOTE else ""
+        )
+    if source.kind == "f" or source not in (np.uint8, np.uint16):
+        return (
+            f"{name} holds {source} values and {output} holds {written.itemsize * 8}-bit integers: the result is "
+            f"rounded{f' ({clipped})' if saturated else ''}; --range normalize stretches it to 0..{top}, "
+            "a .tif or .npy output keeps it as float"
+        )
+    if saturated > SATURATION_NOTE and range_policy != "normalize":
+        return f"{name}: {clipped}: {output} is nearly flat; --range normalize (or abs, offset) fits them"
+    return None
 
 
 @contextlib.contextmanager

@@ -68,17 +68,21 @@ def tiff_pages(pages: int) -> bytes:
     return bytes(out)
 
 
-def _png_chunk(kind: bytes, payload: bytes) -> bytes:
+def png_chunk(kind: bytes, payload: bytes) -> bytes:
+    """A PNG chunk: length, type, payload and CRC."""
     return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
 
 
-def png_of_zeros(width: int, height: int) -> bytes:
-    """A real 16-bit RGBA PNG of ``width``×``height`` black pixels: a few MB for 128 MP."""
+def png_of_zeros(width: int, height: int, bits: int = 16, colour: int = 6, chunks: bytes = b"") -> bytes:
+    """A real PNG of ``width``×``height`` black pixels (16-bit RGBA unless ``bits`` and ``colour``
+    say otherwise: 0 is gray), a few MB for 128 MP, with ``chunks`` before its data."""
     stream = zlib.compressobj(1)
-    row = bytes(1 + 8 * width)  # a filter byte, then four 16-bit samples per pixel
+    row = bytes(1 + width * bits // 8 * {0: 1, 2: 3, 4: 2, 6: 4}[colour])  # a filter byte, then the samples
     data = b"".join(stream.compress(row) for _ in range(height)) + stream.flush()
-    header = struct.pack(">IIBBBBB", width, height, 16, 6, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", data) + _png_chunk(b"IEND", b"")
+    header = struct.pack(">IIBBBBB", width, height, bits, colour, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + chunks + png_chunk(b"IDAT", data) + png_chunk(b"IEND", b"")
+    )
 
 
 def _patched(data: bytes, find: bytes, replace: bytes) -> bytes:

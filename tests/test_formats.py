@@ -15,7 +15,7 @@ import zlib
 
 import numpy as np
 import pytest
-from hostile_files import BOMBS, encoded, png_of_zeros, tiff_pages
+from hostile_files import BOMBS, encoded, png_chunk, png_of_zeros, tiff_pages
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image as PILImage
@@ -212,23 +212,19 @@ def test_a_tiff_of_100000_pages_is_counted_at_once(tmp_path, convfilter_command)
     assert b"pages.tif has 100000 frames: only the first is filtered" in done.stderr
 
 
-def _png_chunk(kind: bytes, payload: bytes) -> bytes:
-    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
-
-
 def test_no_pillow_bomb_warning_between_its_limits():
     """Pillow warns from 89 MP and refuses from 179 MP; the size was checked already."""
     for side in (10000, 20000):
-        header = b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
-        rest = _png_chunk(b"pHYs", struct.pack(">IIB", 3937, 3937, 1)) + _png_chunk(b"IDAT", zlib.compress(b""))
+        header = b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
+        rest = png_chunk(b"pHYs", struct.pack(">IIB", 3937, 3937, 1)) + png_chunk(b"IDAT", zlib.compress(b""))
         with warnings.catch_warnings():
             warnings.simplefilter("error")
-            assert read_metadata(header + rest + _png_chunk(b"IEND", b"")).dpi == pytest.approx((100, 100), abs=0.01)
+            assert read_metadata(header + rest + png_chunk(b"IEND", b"")).dpi == pytest.approx((100, 100), abs=0.01)
 
 
 def test_a_90_mp_image_with_metadata_gives_no_warning(tmp_path, convfilter_command):
     data = encoded(".png", np.zeros((9500, 9500), np.uint8))
-    (tmp_path / "big.png").write_bytes(data[:33] + _png_chunk(b"pHYs", struct.pack(">IIB", 3937, 3937, 1)) + data[33:])
+    (tmp_path / "big.png").write_bytes(data[:33] + png_chunk(b"pHYs", struct.pack(">IIB", 3937, 3937, 1)) + data[33:])
     done = run_command(convfilter_command, ["identity", "big.png", "-o", "out.png", "--stride", "50", "-q"], tmp_path)
     assert done.returncode == 0 and done.stderr == b"", done.stderr
     assert PILImage.open(tmp_path / "out.png").info["dpi"] == pytest.approx((100, 100), abs=0.01)

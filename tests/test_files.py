@@ -1,0 +1,158 @@
+"""Files as users meet them, through the installed command: big images up to --max-pixels with
+no library's own limit in the way, TIFF orientation and metadata, depth that cannot be held said
+in a note, channels-first arrays, and messages that point the right way."""
+
+from __future__ import annotations
+
+import io
+import struct
+
+import numpy as np
+import pytest
+from conftest import SAMPLES
+from hostile_files import png_chunk, png_of_zeros
+from PIL import Image as PILImage
+from PIL import ImageOps
+from test_hardening import assert_clean_failure, run_command
+
+CAT = SAMPLES / "cat.jpeg"
+
+
+def _run(convfilter_command, tmp_path, *args):
+    return run_command(convfilter_command, list(args), tmp_path)
+
+
+def test_200_mp_is_refused_by_default_and_read_when_allowed(tmp_path, convfilter_command):
+    """Pillow's own limit (179 MP) never applies: --max-pixels is the only one."""
+    dpi = png_chunk(b"pHYs", struct.pack(">IIB", 11811, 11811, 1))  # 300 dpi: metadata to read
+    (tmp_path / "big.png").write_bytes(png_of_zeros(20000, 10000, bits=8, colour=0, chunks=dpi))
+    done = _run(convfilter_command, tmp_path, "identity", "big.png", "-o", "out.png")
+    assert_clean_failure(done, 1, "20000×10000 is 200 MP, over the limit of 128 MP")
+    done = _run(
+        convfilter_command, tmp_path, "identity", "big.png", "-o", "out.png", "--max-pixels", "300000000",
+        "--stride", "100", "-q",
+    )  # fmt: skip
+    assert done.returncode == 0 and done.stderr == b"", done.stderr
+    with PILImage.open(tmp_path / "out.png") as out:
+        assert out.size == (200, 100) and out.info["dpi"] == pytest.approx((300, 300), abs=0.01)
+
+
+def _marked(size=(5, 3)) -> PILImage.Image:
+    pixels = np.zeros((size[1], size[0], 3), np.uint8)
+    pixels[0, 0], pixels[0, -1], pixels[-1, 0] = (255, 0, 0), (0, 255, 0), (0, 0, 255)
+    return PILImage.fromarray(pixels)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_tiff_orientation_is_applied_once(tmp_path, convfilter_command, orientation):
+    exif = PILImage.Exif()
+    exif[0x0112] = orientation
+    _marked().save(tmp_path / "in.tif", exif=exif.tobytes())
+    done = _run(convfilter_command, tmp_path, "identity", "in.tif", "-o", "out.png", "-q")
+    assert done.returncode == 0, done.stderr
+    expected = np.asarray(ImageOps.exif_transpose(PILImage.open(tmp_path / "in.tif")).convert("RGB"))
+    np.testing.assert_array_equal(np.asarray(PILImage.open(tmp_path / "out.png")), expected)
+
+
+def test_tiff_metadata_is_carried_without_sub_directories_or_pages(tmp_path, convfilter_command):
+    exif = PILImage.Exif()
+    exif[0x010F] = "Maker"
+    exif.get_ifd(0x8769)[0x829A] = (1, 250)  # an exposure time, in the camera sub-directory
+    _marked().save(tmp_path / "camera.jpg", exif=exif, quality=100)
+    done = _run(convfilter_command, tmp_path, "identity", "camera.jpg", "-o", "out.tif")
+    assert done.returncode == 0, done.stderr
+    assert b"note: camera.jpg: the EXIF camera data cannot be carried into a TIFF: left out" in done.stderr
+    with PILImage.open(tmp_path / "out.tif") as out:
+        assert out.getexif()[0x010F] == "Maker"
+    pages = [_marked() for _ in range(3)]
+    pages[0].save(tmp_path / "pages.tif", save_all=True, append_images=pages[1:])
+    done = _run(convfilter_command, tmp_path, "identity", "pages.tif", "-o", "page.tif")
+    assert b"pages.tif has 3 frames: only the first is filtered" in done.stderr
+    with PILImage.open(tmp_path / "page.tif") as out:
+        assert out.n_frames == 1 and 297 not in out.tag_v2  # no PageNumber of the input's
+
+
+@pytest.mark.parametrize(
+    ("dtype", "output", "note"),
+    [
+        (np.float32, "out.png", "holds float32 values and out.png holds 8-bit integers: the result is rounded"),
+        (np.int32, "out.png", "(100.0% of the values fall outside 0..255 and are clipped)"),
+        (np.float64, "out.jpg", "--range normalize stretches it to 0..255"),
+    ],
+)
+def test_a_depth_the_output_cannot_hold_is_said(tmp_path, convfilter_command, dtype, output, note):
+    np.save(tmp_path / "in.npy", np.full((8, 9, 3), 1000, dtype))
+    done = _run(convfilter_command, tmp_path, "identity", "in.npy", "-o", output)
+    assert done.returncode == 0, done.stderr
+    assert note.encode() in done.stderr, done.stderr
+
+
+def test_wide_integers_and_floats_stay_float_in_a_tiff(tmp_path, convfilter_command):
+    np.save(tmp_path / "in.npy", np.full((8, 9, 1), 70000, np.int32))
+    done = _run(convfilter_command, tmp_path, "identity", "in.npy", "-o", "out.tif")
+    assert done.returncode == 0 and b"note" not in done.stderr, done.stderr
+    out = np.asarray(PILImage.open(tmp_path / "out.tif"))
+    assert out.dtype == np.float32 and (out == 70000).all()
+
+
+def test_nearly_flat_output_is_said(tmp_path, convfilter_command):
+    (tmp_path / "bright.yaml").write_text("weights: [[10]]\n")
+    done = _run(convfilter_command, tmp_path, "bright.yaml", CAT, "-o", "out.png")
+    assert b"of the values fall outside 0..255 and are clipped: out.png is nearly flat" in done.stderr
+    done = _run(convfilter_command, tmp_path, "edge", CAT, "-o", "edge.png")  # clips its negative half by design
+    assert b"note" not in done.stderr, done.stderr
+
+
+def test_channels_first_arrays_are_refused_with_the_transpose(tmp_path, convfilter_command):
+    np.save(tmp_path / "chw.npy", np.zeros((3, 32, 48), np.float32))
+    done = _run(convfilter_command, tmp_path, "identity", "chw.npy", "-o", "out.npy")
+    assert_clean_failure(done, 1, "shape (3, 32, 48) looks like channels first (C, H, W)")
+    assert b"np.moveaxis(array, 0, -1)" in done.stderr
+    np.save(tmp_path / "hwc.npy", np.zeros((32, 48, 3), np.float32))
+    assert _run(convfilter_command, tmp_path, "identity", "hwc.npy", "-o", "out.npy").returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("kernel", "fragment"),
+    [
+        ("cat.jpeg", "KERNEL comes first: cat.jpeg is an image, not a kernel; try 'convfilter edge cat.jpeg …'"),
+        ("my.json", "kernel file my.json: .json is not a kernel format; give a .yaml, .yml or .npy file"),
+        ("layer.pt", "kernel file layer.pt: .pt is not a kernel format (model and MATLAB files are not read)"),
+        ("sharpen.mat", "kernel file sharpen.mat: .mat is not a kernel format (model and MATLAB files"),
+    ],
+)
+def test_messages_point_the_right_way(tmp_path, convfilter_command, kernel, fragment):
+    (tmp_path / "cat.jpeg").write_bytes(CAT.read_bytes())
+    for name in ("my.json", "layer.pt", "sharpen.mat"):
+        (tmp_path / name).write_bytes(b"{}")
+    done = _run(convfilter_command, tmp_path, kernel, "cat.jpeg", "-o", "out.png")
+    assert_clean_failure(done, 2, fragment)
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_a_4d_yaml_weight_infers_its_groups_as_a_npy_does(tmp_path, convfilter_command):
+    weight = [[[[0.5]], [[0]], [[0.5]]]]  # [1, 3, 1, 1]: the mean of red and blue
+    (tmp_path / "mix.yaml").write_text(f"weights: {weight}\n")
+    np.save(tmp_path / "mix.npy", np.array(weight, np.float32))
+    for kernel in ("mix.yaml", "mix.npy"):
+        done = _run(convfilter_command, tmp_path, kernel, CAT, "-o", f"{kernel}.png", "-q")
+        assert done.returncode == 0, done.stderr
+    cat = np.asarray(PILImage.open(CAT)).astype(float)
+    for kernel in ("mix.yaml", "mix.npy"):
+        out = np.asarray(PILImage.open(tmp_path / f"{kernel}.png")).astype(float)
+        assert np.abs(out - np.rint((cat[..., 0] + cat[..., 2]) / 2)).max() <= 1
+
+
+def test_a_16_bit_tiff_orientation_too(tmp_path, convfilter_command):
+    pixels = np.zeros((3, 5), np.uint16)
+    pixels[0, 0] = 60000
+    image = PILImage.fromarray(pixels)
+    exif = PILImage.Exif()
+    exif[0x0112] = 6
+    buffer = io.BytesIO()
+    image.save(buffer, "TIFF", exif=exif.tobytes())
+    (tmp_path / "in.tif").write_bytes(buffer.getvalue())
+    done = _run(convfilter_command, tmp_path, "identity", "in.tif", "-o", "out.png", "-q")
+    assert done.returncode == 0, done.stderr
+    out = np.asarray(PILImage.open(tmp_path / "out.png"))
+    assert out.shape == (5, 3) and out[0, -1] == 60000 and out.sum() == 60000
