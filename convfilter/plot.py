@@ -39,38 +39,68 @@ def _text(image: np.ndarray, text: str, origin: tuple[int, int], scale: float, c
     cv2.putText(image, text, origin, FONT, scale, colour, 1, cv2.LINE_AA)
 
 
-def draw_kernel(kernel: Kernel, max_side: int = 900) -> np.ndarray:
-    """The kernel's weights as a picture (RGB uint8): a diverging colour map, the values written
-    in the cells when they are large enough to read, one panel per 2-D piece."""
+def _text_width(text: str, scale: float) -> int:
+    return cv2.getTextSize(text, FONT, scale, 1)[0][0]
+
+
+MAX_SIDE = 4000  # the most pixels a kernel picture has on a side, however many panels
+MARGIN, TITLE, LABEL = 8, 34, 20
+
+
+def _grid(kernel: Kernel, count: int) -> int:
+    """Columns for ``count`` panels, about as many as rows: a 4-D weight keeps each output's
+    inputs side by side (whole outputs per row)."""
+    if kernel.weights.ndim == 4:
+        inputs = kernel.weights.shape[1]
+        return inputs * max(1, round((count / inputs / inputs) ** 0.5))
+    return max(1, min(count, round(count**0.5 + 0.49)))
+
+
+def draw_kernel(kernel: Kernel, max_side: int = MAX_SIDE) -> np.ndarray:
+    """The kernel's weights as a picture (RGB uint8, at most ``max_side`` pixels a side): a
+    diverging colour map, one panel per 2-D piece in a near-square grid. Labels and values are
+    written on every panel or on none, as the cell size allows; panels that do not fit at one
+    pixel a cell are left out, and the title says how many are shown."""
     panels = _panels(kernel)
     kh, kw = kernel.kernel_size
-    columns = kernel.weights.shape[1] if kernel.weights.ndim == 4 else min(len(panels), 4)
-    rows = -(-len(panels) // columns)
-    cell = int(np.clip(max_side / (columns * max(kh, kw)), 2, 64))
-    limit = float(np.abs(kernel.weights).max())
-    label, margin, title = 22, 12, 34
+    fits = max(1, (max_side - TITLE) // (max(kh, kw) + MARGIN)) ** 2
+    shown = panels[:fits]
+    columns = _grid(kernel, len(shown))
+    rows = -(-len(shown) // columns)
+    labelled = 16 * columns * kw <= max_side and len(shown) > 1  # a label needs ~16 cells of width
+    label = LABEL if labelled else 0
+    budget = min((max_side - MARGIN) // columns - MARGIN, (max_side - TITLE - MARGIN) // rows - MARGIN - label)
+    cell = int(np.clip(budget // max(kh, kw), 1, 64))
+    labelled = labelled and _text_width(max(name for name, _ in shown), 0.4) <= kw * cell
+    label = LABEL if labelled else 0
     panel_w, panel_h = kw * cell, kh * cell + label
     sheet = np.full(
-        (title + rows * (panel_h + margin) + margin, margin + columns * (panel_w + margin), 3), 255, np.uint8
+        (TITLE + rows * (panel_h + MARGIN) + MARGIN, MARGIN + columns * (panel_w + MARGIN), 3), 255, np.uint8
     )
-    _text(sheet, f"{kernel.name}  {'x'.join(map(str, kernel.weights.shape))}", (margin, 24), 0.6)
-    for index, (name, values) in enumerate(panels):
-        top = title + (index // columns) * (panel_h + margin)
-        left = margin + (index % columns) * (panel_w + margin)
-        _text(sheet, name, (left, top + 15), 0.45)
-        colours = diverging(values.astype(np.float64), limit)
-        block = cv2.resize(colours, (kw * cell, kh * cell), interpolation=cv2.INTER_NEAREST)
-        sheet[top + label : top + label + kh * cell, left : left + kw * cell] = block
-        cv2.rectangle(sheet, (left, top + label), (left + kw * cell - 1, top + label + kh * cell - 1), INK, 1)
-        texts = {(i, j): f"{v:.3g}" for (i, j), v in np.ndenumerate(values)}
-        widest = max(cv2.getTextSize(t, FONT, 1.0, 1)[0][0] for t in texts.values())
-        scale = min(0.5, (cell - 6) / widest)
+    title = f"{kernel.name}  {'x'.join(map(str, kernel.weights.shape))}"
+    if len(shown) < len(panels):
+        title += f"  (first {len(shown)} of {len(panels)} panels)"
+    _text(sheet, title, (MARGIN, 24), 0.6)
+    limit = float(np.abs(kernel.weights).max())
+    texts = [[f"{v:.3g}" for v in values.ravel()] for _, values in shown]
+    widest = max(_text_width(t, 1.0) for panel in texts for t in panel)
+    scale = min(0.5, (cell - 6) / widest)  # one size for every panel's values, or none
+    for index, ((name, values), panel_texts) in enumerate(zip(shown, texts, strict=True)):
+        top = TITLE + (index // columns) * (panel_h + MARGIN)
+        left = MARGIN + (index % columns) * (panel_w + MARGIN)
+        if labelled:
+            _text(sheet, name, (left, top + 14), 0.4)
+        block = cv2.resize(
+            diverging(values.astype(np.float64), limit), (panel_w, kh * cell), interpolation=cv2.INTER_NEAREST
+        )
+        sheet[top + label : top + label + kh * cell, left : left + panel_w] = block
+        cv2.rectangle(sheet, (left, top + label), (left + panel_w - 1, top + label + kh * cell - 1), INK, 1)
         if scale >= 0.3:  # values are written only where they can be read
-            for (i, j), text in texts.items():
+            for (i, j), text in zip(np.ndindex(values.shape), panel_texts, strict=True):
                 (tw, th), _ = cv2.getTextSize(text, FONT, scale, 1)
-                x = left + j * cell + (cell - tw) // 2
-                y = top + label + i * cell + (cell + th) // 2
-                _text(sheet, text, (x, y), scale)
+                _text(
+                    sheet, text, (left + j * cell + (cell - tw) // 2, top + label + i * cell + (cell + th) // 2), scale
+                )
     return sheet
 
 

@@ -53,7 +53,7 @@ def test_show_errors():
     assert_one_line_error(result.stderr, "parameter sigma must be > 0")
 
 
-@pytest.mark.parametrize(("kernel", "size"), [("sharpen", (34 + 3 * 64 + 22 + 12 + 12, 3 * 64 + 24)),
+@pytest.mark.parametrize(("kernel", "size"), [("sharpen", (34 + 3 * 64 + 2 * 8, 3 * 64 + 2 * 8)),
                                               ("sepia", None), ("kirsch", None)])  # fmt: skip
 def test_show_plot_draws_a_picture(tmp_path, kernel, size):
     path = tmp_path / "w.png"
@@ -418,3 +418,21 @@ def kernel_or_error(array):
         return kernel_from_array(array, "k", "kernel file k.npy")
     except KernelError as error:
         return error
+
+
+@pytest.mark.parametrize(
+    "write",
+    [
+        lambda path: np.save(path.with_suffix(".npy"), np.ones((64, 3, 7, 7), np.float32)),
+        lambda path: path.with_suffix(".yaml").write_text("generator: {type: gaussian, params: {size: 255}}\n"),
+    ],
+    ids=["64x3x7x7", "255x255"],
+)
+def test_show_plot_of_a_big_bank_stays_a_picture_viewers_open(tmp_path, write):
+    """A [64, 3, 7, 7] layer or a 255×255 kernel: a grid of at most 4000 px a side."""
+    write(tmp_path / "k")
+    kernel = next(tmp_path.glob("k.*"))
+    result = run("show", kernel, "--plot", tmp_path / "w.png")
+    assert result.exit_code == 0, result.stderr
+    with PILImage.open(tmp_path / "w.png") as picture:
+        assert max(picture.size) <= 4000 and min(picture.size) >= 200
