@@ -8,14 +8,14 @@ import struct
 from dataclasses import dataclass
 
 from .errors import ImageError
-from .headers import HEAD_BYTES, detect_format, header_size
+from .headers import HEAD_BYTES, JPEG_HEAD_BYTES, HeaderRefused, detect_format, header_size, tiff_ifd_offset
 
 # 128 MP: a 100 MP camera's photo fits, and its filtering fits in 4 GB of memory even with four
 # 16-bit channels (about 24 bytes per pixel at the peak); a 60000×60000 bomb does not
 DEFAULT_MAX_PIXELS = 128_000_000
-# the most an image's file may hold per pixel its header states (four float64 channels, raw),
+# the most an image's file may hold per pixel its header states (four float32 channels, raw),
 # plus room for metadata (ICC profiles, EXIF, thumbnails)
-BYTES_PER_PIXEL = 32
+BYTES_PER_PIXEL = 16
 METADATA_BYTES = 64 << 20
 
 
@@ -42,7 +42,10 @@ def is_truncated(data: bytes, fmt: str) -> bool:
 def check_size(data: bytes, name: str, fmt: str, limits: Limits) -> None:
     """Refuse, before decoding, an image whose header claims more than ``limits.max_pixels``,
     or whose header states no size that can be checked."""
-    size = header_size(data, fmt)
+    try:
+        size = header_size(data, fmt)
+    except HeaderRefused as refused:
+        raise ImageError(f"input {name}: {refused}") from None
     if size is None:
         raise ImageError(f"input {name}: not an image that can be decoded (its {fmt.upper()} header states no size)")
     if size[0] * size[1] > limits.max_pixels:
@@ -59,13 +62,19 @@ def byte_limit(head: bytes, limits: Limits) -> int:
     fmt = detect_format(head)
     if fmt is None:
         return 0 if len(head) >= 16 else METADATA_BYTES
-    size = header_size(head, fmt)
-    if size is None and fmt not in ("jpeg", "tiff") and len(head) > HEAD_BYTES:
-        return 0  # its size was due in the first megabyte
-    pixels = limits.max_pixels if size is None else size[0] * size[1]
-    if pixels > limits.max_pixels:
+    try:
+        size = header_size(head, fmt)
+    except HeaderRefused:
         return 0
-    return pixels * BYTES_PER_PIXEL + METADATA_BYTES
+    most = limits.max_pixels * BYTES_PER_PIXEL + METADATA_BYTES
+    if size is None:
+        if fmt == "tiff" and len(head) >= 16:  # its size is in a directory that may follow the pixels
+            directory = tiff_ifd_offset(head)
+            return 0 if directory > most or len(head) > directory + HEAD_BYTES else most
+        return 0 if len(head) > (JPEG_HEAD_BYTES if fmt == "jpeg" else HEAD_BYTES) else most
+    if size[0] * size[1] > limits.max_pixels:
+        return 0
+    return size[0] * size[1] * BYTES_PER_PIXEL + METADATA_BYTES
 
 
 def truncated_error(name: str, fmt: str) -> ImageError:

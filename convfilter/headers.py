@@ -4,7 +4,7 @@ bytes, and its width and height, from its header.
 Every format OpenCV decodes has a parser here, and a file whose format is not named here is never
 handed to a decoder: so no decoder allocates for a size that was not checked first. Where a
 header can state its size in more than one place (a JPEG 2000's ``ihdr`` box and its codestream,
-several AVIF ``ispe`` boxes), the largest is taken.
+a TIFF tag given twice), the largest is taken; numbers are read as the decoder reads them.
 """
 
 from __future__ import annotations
@@ -13,6 +13,15 @@ import re
 import struct
 
 HEAD_BYTES = 1 << 20  # where a header's size fields must be found; image data follows them
+JPEG_HEAD_BYTES = 32 << 20  # a JPEG's frame header comes after at most this much metadata (ICC, EXIF, XMP)
+# a JPEG 2000 decoder sets up every tile of every component from the header alone, about 1 KiB
+# each or more (a 380-byte file of 65,535 tiles × 100 components took 7.5 GB): at most this many
+MAX_TILE_COMPONENTS = 1 << 16
+
+
+class HeaderRefused(Exception):
+    """A header whose file is not decoded whatever its size, with the reason."""
+
 
 _SIGNATURES = (
     (b"\x89PNG\r\n\x1a\n", "png"),
@@ -46,7 +55,7 @@ def detect_format(data: bytes) -> str | None:
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "webp"
     if head[4:8] == b"ftyp":
-        return "avif"  # OpenCV decodes the AVIF brands of this ISO box family; others fail to decode
+        return "avif"  # and HEIF and the other ISO media files: none is decoded (see _avif)
     if len(head) > 2 and head[:1] == b"P" and head[2:3].isspace():
         if head[1:2] in b"123456":
             return "pnm"
@@ -57,13 +66,14 @@ def detect_format(data: bytes) -> str | None:
 
 def header_size(data: bytes, fmt: str) -> tuple[int, int] | None:
     """``(width, height)`` as the header of ``fmt`` states it; None where it does not say within
-    its first ``HEAD_BYTES`` (or says it in a form the parser does not read)."""
+    its first ``HEAD_BYTES`` (or says it in a form the parser does not read). A header that
+    is refused whatever it states raises ``HeaderRefused``."""
     parser = _PARSERS.get(fmt)
     if parser is None:
         return None
     try:
-        # a JPEG's or a TIFF's size may come after megabytes of metadata: they are read whole
-        return parser(data if fmt in ("jpeg", "tiff") else data[:HEAD_BYTES])
+        # a JPEG's or a TIFF's size may come after megabytes of metadata
+        return parser(data if fmt == "tiff" else data[: JPEG_HEAD_BYTES if fmt == "jpeg" else HEAD_BYTES])
     except (struct.error, ValueError, IndexError, SyntaxError):
         return None
 
@@ -141,7 +151,9 @@ def _jpeg(data: bytes) -> tuple[int, int] | None:
     position = 2
     while position + 1 < len(data):
         if data[position] != 0xFF:
-            position += 1
+            position = data.find(b"\xff", position)
+            if position < 0:
+                return None
             continue
         marker = data[position + 1]
         if marker in (0xFF, 0x00, 0x01) or 0xD0 <= marker <= 0xD8:  # fill, stuffing, markers without a length
@@ -169,11 +181,18 @@ def _webp(data: bytes) -> tuple[int, int] | None:
     return None
 
 
+def tiff_ifd_offset(data: bytes) -> int:
+    """Where a TIFF's first directory (which states its size) begins."""
+    order = "<" if data[:2] == b"II" else ">"
+    big = struct.unpack(order + "H", data[2:4])[0] == 43
+    return struct.unpack(order + ("Q" if big else "I"), data[8:16] if big else data[4:8])[0]
+
+
 def _tiff(data: bytes) -> tuple[int, int] | None:
     """Image width and length of the first page (the one decoded), classic TIFF or BigTIFF."""
     order = "<" if data[:2] == b"II" else ">"
     big = struct.unpack(order + "H", data[2:4])[0] == 43
-    offset = struct.unpack(order + ("Q" if big else "I"), data[8:16] if big else data[4:8])[0]
+    offset = tiff_ifd_offset(data)
     count_format, entry_size = (order + "Q", 20) if big else (order + "H", 12)
     count_size = struct.calcsize(count_format)
     count = struct.unpack(count_format, data[offset : offset + count_size])[0]
@@ -184,7 +203,8 @@ def _tiff(data: bytes) -> tuple[int, int] | None:
         tag, kind = struct.unpack(order + "HH", data[entry : entry + 4])
         if tag in (256, 257) and kind in types:
             start = entry + (12 if big else 8)
-            values[tag] = struct.unpack(order + types[kind], data[start : start + struct.calcsize(types[kind])])[0]
+            value = struct.unpack(order + types[kind], data[start : start + struct.calcsize(types[kind])])[0]
+            values[tag] = max(values.get(tag, 0), value)  # given twice: decoders differ on which counts
     return (values[256], values[257]) if len(values) == 2 else None
 
 
@@ -218,6 +238,14 @@ def _jp2(data: bytes) -> tuple[int, int] | None:
             fields = struct.unpack(">HHIIIIIIIIH", data[start + 4 : start + 42])
             width, height, components = fields[2] - fields[4], fields[3] - fields[5], fields[10]
             sizes.append((abs(width) * ((components + 3) // 4 or 1), abs(height)))
+            tile_width, tile_height, tile_left, tile_top = fields[6:10]
+            across = -(-(fields[2] - tile_left) // max(1, tile_width))
+            tiles = across * -(-(fields[3] - tile_top) // max(1, tile_height))
+            if tiles * components > MAX_TILE_COMPONENTS:
+                raise HeaderRefused(
+                    f"its JPEG 2000 codestream has {tiles:,} tiles × {components:,} components, which a decoder "
+                    f"sets up before decoding; more than {MAX_TILE_COMPONENTS:,} are not read"
+                )
     return _largest(sizes)
 
 
@@ -232,10 +260,36 @@ def _hdr(data: bytes) -> tuple[int, int] | None:
 
 
 def _pnm(data: bytes) -> tuple[int, int] | None:
-    """PBM/PGM/PPM and PFM: the first two numbers after the magic, comments skipped."""
-    text = re.sub(rb"#[^\n\r]*", b" ", data[2:4096])
-    numbers = re.findall(rb"\d+", text)
-    return (int(numbers[0]), int(numbers[1])) if len(numbers) >= 2 else None
+    """PBM/PGM/PPM: width and height read as OpenCV reads them: whitespace and ``#`` comments
+    (to the end of the line) before a number, and the byte that ends a number swallowed."""
+    position, numbers = 2, []
+    while len(numbers) < 2:
+        code = data[position]
+        position += 1
+        while not 0x30 <= code <= 0x39:
+            if code == 0x23:  # '#': a comment to the end of the line
+                while data[position] not in b"\n\r":
+                    position += 1
+                code, position = data[position + 1], position + 2
+            elif chr(code).isspace():
+                code, position = data[position], position + 1
+            else:
+                return None
+        value = 0
+        while 0x30 <= code <= 0x39:
+            value = value * 10 + code - 0x30
+            code, position = data[position], position + 1
+        numbers.append(value)
+    return numbers[0], numbers[1]
+
+
+def _pfm(data: bytes) -> tuple[int, int] | None:
+    """PFM: the first two words after the magic, each read as C's ``atoi`` reads it."""
+    words = data[2:4096].split()[:2]
+    numbers = [re.match(rb"[+-]?\d*", word).group() for word in words]
+    if len(numbers) < 2 or not all(n.lstrip(b"+-") for n in numbers):
+        return None
+    return abs(int(numbers[0])), abs(int(numbers[1]))
 
 
 def _pam(data: bytes) -> tuple[int, int] | None:
@@ -255,10 +309,10 @@ def _sunras(data: bytes) -> tuple[int, int] | None:
 
 
 def _avif(data: bytes) -> tuple[int, int] | None:
-    """The largest image spatial extent (``ispe``) property: a grid's own is the whole image's."""
-    return _largest(
-        struct.unpack(">II", data[start + 4 : start + 12])
-        for start, _ in _nested(data, (b"meta", b"iprp", b"ipco", b"ispe"))
+    """Never a size: an AVIF's (or HEIF's) boxes may state a small image while its coded frame is
+    far larger, and the frame's own size is inside the compressed stream; it is not decoded."""
+    raise HeaderRefused(
+        "AVIF and HEIF files are not read (their size cannot be checked before decoding); convert to PNG first"
     )
 
 
@@ -301,7 +355,7 @@ _PARSERS = {
     "jp2": _jp2,
     "hdr": _hdr,
     "pnm": _pnm,
-    "pfm": _pnm,
+    "pfm": _pfm,
     "pam": _pam,
     "sunras": _sunras,
     "avif": _avif,

@@ -301,7 +301,8 @@ def encode_image(
             swap_red_blue(pixels, in_place=True)  # back to R, G, B
     if not ok:
         raise ImageError(f"could not encode the result as {fmt.upper()}")
-    return add_metadata(encoded.tobytes(), fmt, pixels, metadata or Metadata())
+    with quiet_native_stderr():  # libtiff's own lines on tags it refuses
+        return add_metadata(encoded.tobytes(), fmt, pixels, metadata or Metadata())
 
 
 def write_atomic(path: str | Path, data: bytes) -> None:

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import struct
+import warnings
 import zlib
 from dataclasses import dataclass, replace
 
@@ -56,45 +58,67 @@ def might_have_metadata(data: bytes, fmt: str) -> bool:
 
 
 def read_metadata(data: bytes) -> Metadata:
-    """The metadata of encoded image bytes; an image Pillow cannot open has none."""
+    """The metadata of encoded image bytes; an image Pillow cannot open has none, and a part that
+    does not parse (a malformed EXIF tag, a resolution of 1/0) is left out on its own."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with pillow_without_size_limit(), Image.open(io.BytesIO(data)) as image:
-            if image.format == "PNG":  # Pillow's PNG getexif() decodes every pixel to look past them
-                exif = Image.Exif()
-                exif.load(image.info.get("exif") or b"")
-            else:
-                exif = image.getexif()
-            orientation = int(exif.get(ORIENTATION, 1))
-            # a TIFF's tags are its EXIF to Pillow, with those that lay out its own pixels and
-            # its ICC profile (carried on its own): neither belongs in another file's EXIF
-            for tag in [ORIENTATION, *(TIFF_LAYOUT_TAGS if image.format == "TIFF" else ())]:
-                exif.pop(tag, None)
-            raw = exif.tobytes()[6:] if len(exif) else None  # without the "Exif\0\0" header
-            dpi = image.info.get("dpi")
-            return Metadata(
-                orientation=orientation if 1 <= orientation <= 8 else 1,
-                icc=image.info.get("icc_profile") or None,
-                exif=raw,
-                dpi=(float(dpi[0]), float(dpi[1])) if dpi else None,
-            )
+        with pillow_without_size_limit(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow's warnings on odd tags: the tags are dropped, not printed
+            with Image.open(io.BytesIO(data)) as image:
+                if image.format == "PNG":  # Pillow's PNG getexif() decodes every pixel to look past them
+                    exif = Image.Exif()
+                    exif.load(image.info.get("exif") or b"")
+                else:
+                    exif = image.getexif()
+                orientation = exif.get(ORIENTATION, 1)
+                # a TIFF's tags are its EXIF to Pillow, with those that lay out its own pixels and
+                # its ICC profile (carried on its own): neither belongs in another file's EXIF
+                for tag in [ORIENTATION, *(TIFF_LAYOUT_TAGS if image.format == "TIFF" else ())]:
+                    exif.pop(tag, None)
+                icc = image.info.get("icc_profile")
+                return Metadata(
+                    orientation=orientation if isinstance(orientation, int) and 1 <= orientation <= 8 else 1,
+                    icc=icc if isinstance(icc, bytes) and icc else None,
+                    exif=_exif_bytes(exif),
+                    dpi=_dpi(image.info.get("dpi")),
+                )
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, struct.error):
         return Metadata()
 
 
+def _exif_bytes(exif) -> bytes | None:
+    """EXIF as TIFF-structured bytes without the ``Exif\\0\\0`` header; None for none, or for an
+    EXIF that Pillow reads but cannot write back (a tag of the wrong type)."""
+    try:
+        return exif.tobytes()[6:] if len(exif) else None
+    except Exception:  # Pillow raises many kinds here (TypeError, AttributeError, OverflowError, …)
+        return None
+
+
+def _dpi(value: object) -> tuple[float, float] | None:
+    """A resolution worth carrying: two finite numbers from 1 to 65535 dots per inch."""
+    try:
+        x, y = (float(v) for v in value)
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
+    return (x, y) if all(math.isfinite(v) and 1 <= v <= 65535 for v in (x, y)) else None
+
+
 @contextlib.contextmanager
 def pillow_without_size_limit():
-    """Pillow's own decompression-bomb check (a warning from 89 MP, an error from 179 MP) off, for
-    bytes whose size ``guards.check_size`` has already checked against ``--max-pixels``."""
-    from PIL import Image
+    """Pillow's own limits off (the decompression-bomb check: a warning from 89 MP, an error from
+    179 MP; a PNG text chunk over 1 MB), for bytes whose size ``guards.check_size`` and
+    ``guards.byte_limit`` have already bounded."""
+    from PIL import Image, PngImagePlugin
 
-    previous = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = None
+    previous = Image.MAX_IMAGE_PIXELS, PngImagePlugin.MAX_TEXT_CHUNK, PngImagePlugin.MAX_TEXT_MEMORY
+    # a PNG's iCCP chunk over 1 MB is refused by Pillow, and every other part with it
+    Image.MAX_IMAGE_PIXELS, PngImagePlugin.MAX_TEXT_CHUNK, PngImagePlugin.MAX_TEXT_MEMORY = None, 1 << 30, 1 << 30
     try:
         yield
     finally:
-        Image.MAX_IMAGE_PIXELS = previous
+        Image.MAX_IMAGE_PIXELS, PngImagePlugin.MAX_TEXT_CHUNK, PngImagePlugin.MAX_TEXT_MEMORY = previous
 
 
 def fit_metadata(meta: Metadata, fmt: str) -> tuple[Metadata, tuple[str, ...]]:
@@ -191,11 +215,12 @@ def add_to_webp(data: bytes, meta: Metadata, width: int, height: int, alpha: boo
     """Wrap a simple WebP in the extended (VP8X) form with ICCP and EXIF chunks."""
     assert data[:4] == b"RIFF" and data[8:12] == b"WEBP"
     body = data[12:]
-    if body[:4] == b"VP8X":  # already extended: leave it as the encoder made it
-        return data
     if not (meta.icc or meta.exif):
         return data
     flags = (0x20 if meta.icc else 0) | (0x10 if alpha else 0) | (0x08 if meta.exif else 0)
+    if body[:4] == b"VP8X":  # the encoder made it extended (for alpha): add to its flags
+        flags |= struct.unpack("<I", body[8:12])[0]
+        body = body[18:]  # the image's own chunks follow the 10-byte VP8X payload
     vp8x = struct.pack("<I", flags) + (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little")
     chunks = _riff_chunk(b"VP8X", vp8x)
     if meta.icc:
@@ -222,7 +247,10 @@ def encode_tiff(pixels: np.ndarray, meta: Metadata) -> bytes | None:
     if meta.dpi:
         options["dpi"] = meta.dpi
     buffer = io.BytesIO()
-    image.save(buffer, "TIFF", **options)
+    try:
+        image.save(buffer, "TIFF", **options)
+    except Exception:  # libtiff refuses a tag Pillow passes on (odd types, bad values): pixels only
+        return None
     return buffer.getvalue()
 
 

@@ -111,11 +111,43 @@ def jp2(width: int, height: int) -> bytes:
 
 
 def avif(width: int, height: int) -> bytes:
-    """A real AVIF file whose spatial-extent property claims ``width``×``height``."""
+    """A real AVIF file whose spatial-extent property claims ``width``×``height`` (its coded
+    frame is 8×8: the two need not agree)."""
     data = bytearray(encoded(".avif", np.zeros((8, 8, 3), np.uint8)))
     ispe = data.index(b"ispe") + 8
     data[ispe : ispe + 8] = struct.pack(">II", width, height)
     return bytes(data)
+
+
+def j2k_tiles(width: int, height: int, tile: int, components: int) -> bytes:
+    """A bare JPEG 2000 codestream of ``width``×``height`` in ``tile``×``tile`` tiles of
+    ``components`` components: a few hundred bytes whose tile grid a decoder sets up first."""
+    siz = (
+        struct.pack(">HIIIIIIIIH", 0, width, height, 0, 0, tile, tile, 0, 0, components) + b"\x07\x01\x01" * components
+    )
+    cod = bytes([0, 0]) + struct.pack(">H", 1) + bytes([0, 0, 4, 4, 0, 1])
+    qcd = bytes([0x40, 8 << 3])
+    sot = struct.pack(">HIBB", 0, 14, 0, 1)
+    return (
+        b"\xff\x4f\xff\x51" + struct.pack(">H", len(siz) + 2) + siz
+        + b"\xff\x52" + struct.pack(">H", len(cod) + 2) + cod
+        + b"\xff\x5c" + struct.pack(">H", len(qcd) + 2) + qcd
+        + b"\xff\x90" + struct.pack(">H", 10) + sot + b"\xff\x93\x00\x00\xff\xd9"
+    )  # fmt: skip
+
+
+def tiff_size_twice(first: tuple[int, int], second: tuple[int, int]) -> bytes:
+    """A gray deflate TIFF that gives ImageWidth and ImageLength twice: ``first``, then ``second``
+    (decoders keep the first); its one strip holds ``first``'s pixels."""
+    width, height = first
+    strip = zlib.compress(bytes(width * height), 9)
+    entries = [(256, 4, 1, width), (257, 4, 1, height), (256, 4, 1, second[0]), (257, 4, 1, second[1])]
+    entries += [(258, 3, 1, 8), (259, 3, 1, 8), (262, 3, 1, 1), (273, 4, 1, 0), (277, 3, 1, 1)]
+    entries += [(278, 4, 1, height), (279, 4, 1, len(strip))]
+    ifd_size = 2 + 12 * len(entries) + 4
+    entries[7] = (273, 4, 1, 8 + ifd_size)
+    ifd = struct.pack("<H", len(entries)) + b"".join(struct.pack("<HHII", *e) for e in entries) + bytes(4)
+    return b"II*\x00" + struct.pack("<I", 8) + ifd + strip
 
 
 def gif_frame_beyond_screen(width: int, height: int) -> bytes:
@@ -138,7 +170,7 @@ def npy(shape: tuple[int, ...]) -> bytes:
 
 
 BOMBS = {
-    "bomb.jp2": (jp2(30000, 30000), "30000×30000"),
+    "bomb.jp2": (jp2(30000, 30000), "219,961 tiles × 1 components"),  # 64×64 tiles, as it was encoded
     "bomb-stray-byte.jpg": (jpeg_with_stray_byte(60000, 60000), "60000×60000"),
     "bomb.hdr": (b"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y 20000 +X 20000\n" + bytes(64), "20000×20000"),
     "bomb-tiled.tif": (tiled_tiff(23000, 23000), "23000×23000"),
@@ -146,7 +178,15 @@ BOMBS = {
     "bomb.pfm": (b"PF\n20000 20000\n-1.0\n" + bytes(64), "20000×20000"),
     "bomb.pam": (b"P7\nWIDTH 30000\nHEIGHT 30000\nDEPTH 3\nMAXVAL 255\nTUPLTYPE RGB\nENDHDR\n" + bytes(64), "30000"),
     "bomb.ras": (b"\x59\xa6\x6a\x95" + struct.pack(">7I", 30000, 30000, 24, 0, 1, 0, 0) + bytes(64), "30000×30000"),
-    "bomb.avif": (avif(30000, 30000), "30000×30000"),
+    "bomb.avif": (avif(30000, 30000), "AVIF and HEIF files are not read"),
+    "small-ispe.avif": (avif(16, 16), "AVIF and HEIF files are not read"),
+    "tiles.j2k": (j2k_tiles(255, 257, 1, 100), "65,535 tiles × 100 components"),
+    "one-tile.j2k": (j2k_tiles(30000, 30000, 30000, 3), "30000×30000 is 900 MP"),
+    "tiles-rgb.j2k": (j2k_tiles(255, 257, 1, 3), "65,535 tiles × 3 components"),
+    "size-twice.tif": (tiff_size_twice((12000, 12000), (16, 16)), "12000×12000 is 144 MP"),
+    "hash-after-width.pgm": (b"P5 20000#11000\n255\n" + bytes(64), "20000×11000 is 220 MP"),
+    "dot-in-width.pfm": (b"Pf\n20000.5 20000\n-1\n" + bytes(64), "20000×20000 is 400 MP"),
+    "hash-in-width.pfm": (b"Pf\n20000# 20000\n-1\n" + bytes(64), "20000×20000 is 400 MP"),
     "bomb-frame.gif": (gif_frame_beyond_screen(65535, 65535), "65535×65535"),
     "bomb.webp": (
         b"RIFF\x24\x00\x00\x00WEBPVP8X\x0a\x00\x00\x00" + bytes(4) + b"\xff\x3f\x00\xff\x3f\x00",
@@ -164,3 +204,24 @@ BOMBS = {
         "1048576×1048576",
     ),
 }
+
+
+def exif_tiff(entries: list[tuple[int, int, int, bytes]]) -> bytes:
+    """A little-endian TIFF structure holding one directory of ``(tag, type, count, value)``
+    entries (values of more than 4 bytes placed after it): an EXIF payload, malformed at will."""
+    base = 8 + 2 + 12 * len(entries) + 4
+    directory, extra = b"", b""
+    for tag, kind, count, value in entries:
+        if len(value) <= 4:
+            directory += struct.pack("<HHI", tag, kind, count) + value.ljust(4, b"\0")
+        else:
+            directory += struct.pack("<HHII", tag, kind, count, base + len(extra))
+            extra += value
+    return b"II*\x00" + struct.pack("<IH", 8, len(entries)) + directory + bytes(4) + extra
+
+
+def jpeg_with_exif(payload: bytes) -> bytes:
+    """A real 8×8 JPEG carrying ``payload`` as its EXIF (APP1) segment."""
+    data = encoded(".jpg", np.full((8, 8, 3), 128, np.uint8))
+    segment = b"Exif\x00\x00" + payload
+    return data[:2] + b"\xff\xe1" + struct.pack(">H", len(segment) + 2) + segment + data[2:]

@@ -10,7 +10,7 @@ import struct
 import numpy as np
 import pytest
 from conftest import SAMPLES
-from hostile_files import png_chunk, png_of_zeros
+from hostile_files import encoded, exif_tiff, jpeg_with_exif, png_chunk, png_of_zeros
 from PIL import Image as PILImage
 from PIL import ImageOps
 from test_hardening import assert_clean_failure, run_command
@@ -156,3 +156,73 @@ def test_a_16_bit_tiff_orientation_too(tmp_path, convfilter_command):
     assert done.returncode == 0, done.stderr
     out = np.asarray(PILImage.open(tmp_path / "out.png"))
     assert out.shape == (5, 3) and out[0, -1] == 60000 and out.sum() == 60000
+
+
+MALFORMED_EXIF = {
+    "make-as-rational": [(271, 5, 1, struct.pack("<II", 1, 3))],
+    "xmp-as-double": [(700, 12, 1, struct.pack("<d", 1.5))],
+    "xmp-as-ascii": [(700, 2, 4, b"abc\0")],
+    "orientation-twice": [(274, 3, 2, struct.pack("<HH", 6, 3))],
+    "pointer-past-the-end": [(34665, 4, 1, struct.pack("<I", 1 << 30))],
+    "tag-data-past-the-end": [(33723, 7, 1 << 20, struct.pack("<I", 40))],
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED_EXIF))
+@pytest.mark.parametrize("ext", ["png", "jpg", "webp", "tif"])
+def test_malformed_exif_is_dropped_not_fatal(tmp_path, convfilter_command, case, ext):
+    (tmp_path / "in.jpg").write_bytes(jpeg_with_exif(exif_tiff(MALFORMED_EXIF[case])))
+    done = _run(convfilter_command, tmp_path, "identity", "in.jpg", "-o", f"out.{ext}", "-q")
+    assert done.returncode == 0 and done.stderr == b"", done.stderr
+    assert PILImage.open(tmp_path / f"out.{ext}").size == (8, 8)
+
+
+@pytest.mark.parametrize("resolution", [(1, 0), (0, 0), (4294967295, 1)])
+@pytest.mark.parametrize("ext", ["png", "jpg", "tif"])
+def test_a_resolution_that_is_no_number_is_dropped(tmp_path, convfilter_command, resolution, ext):
+    strip = bytes(8 * 8)
+    rational = struct.pack("<II", *resolution)
+    entries = [(256, 3, 1, struct.pack("<H", 8)), (257, 3, 1, struct.pack("<H", 8)), (258, 3, 1, struct.pack("<H", 8))]
+    entries += [(262, 3, 1, struct.pack("<H", 1)), (273, 4, 1, b"STRP"), (277, 3, 1, struct.pack("<H", 1))]
+    entries += [(278, 3, 1, struct.pack("<H", 8)), (279, 4, 1, struct.pack("<I", len(strip)))]
+    entries += [(282, 5, 1, rational), (283, 5, 1, rational), (296, 3, 1, struct.pack("<H", 2))]
+    tiff = exif_tiff(entries)
+    tiff = tiff.replace(b"STRP", struct.pack("<I", len(tiff))) + strip
+    (tmp_path / "in.tif").write_bytes(tiff)
+    done = _run(convfilter_command, tmp_path, "identity", "in.tif", "-o", f"out.{ext}", "-q")
+    assert done.returncode == 0 and done.stderr == b"", done.stderr
+    assert PILImage.open(tmp_path / f"out.{ext}").size == (8, 8)
+
+
+@pytest.mark.parametrize("source", ["RGBA", "LA", "RGB"])
+def test_webp_keeps_the_icc_profile_and_exif_with_alpha_too(tmp_path, convfilter_command, source):
+    profile = bytes(range(256)) * 3
+    exif = PILImage.Exif()
+    exif[0x010F] = "Maker"
+    PILImage.new(source, (12, 10)).save(tmp_path / "in.png", icc_profile=profile, exif=exif.tobytes())
+    done = _run(convfilter_command, tmp_path, "identity", "in.png", "-o", "out.webp", "-q")
+    assert done.returncode == 0, done.stderr
+    with PILImage.open(tmp_path / "out.webp") as out:
+        assert out.info["icc_profile"] == profile and out.getexif()[0x010F] == "Maker"
+        assert out.mode == ("RGB" if source == "RGB" else "RGBA")
+
+
+def test_a_png_with_a_large_icc_profile_keeps_all_its_metadata(tmp_path, convfilter_command):
+    """Pillow refuses a PNG text chunk over 1 MB by default, and with it every other part."""
+    profile = np.random.default_rng(5).integers(0, 256, 3 << 20, dtype=np.uint8).tobytes()  # incompressible
+    exif = PILImage.Exif()
+    exif[0x0112] = 6
+    image = PILImage.fromarray(np.zeros((3, 5, 3), np.uint8))
+    image.save(tmp_path / "in.jpg", icc_profile=profile, exif=exif.tobytes(), dpi=(300, 300))
+    for step, (source, target) in enumerate([("in.jpg", "mid.png"), ("mid.png", "out.jpg")]):
+        done = _run(convfilter_command, tmp_path, "identity", source, "-o", target, "-q")
+        assert done.returncode == 0, (step, done.stderr)
+    with PILImage.open(tmp_path / "out.jpg") as out:
+        assert out.info["icc_profile"] == profile and out.size == (3, 5)  # turned upright once
+        assert out.info["dpi"] == pytest.approx((300, 300), abs=0.5)
+
+
+def test_avif_is_refused_in_one_line(tmp_path, convfilter_command):
+    (tmp_path / "in.avif").write_bytes(encoded(".avif", np.zeros((16, 16, 3), np.uint8)))
+    done = _run(convfilter_command, tmp_path, "identity", "in.avif", "-o", "out.png")
+    assert_clean_failure(done, 1, "AVIF and HEIF files are not read (their size cannot be checked before decoding)")

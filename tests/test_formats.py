@@ -42,7 +42,6 @@ OPENCV_FORMATS = {
     ".ppm": ((3,), (np.uint8, np.uint16)),
     ".pam": ((1, 3), (np.uint8,)),
     ".ras": ((1, 3), (np.uint8,)),
-    ".avif": ((3, 4), (np.uint8,)),
 }
 # what Pillow writes, with options that move the size: a JPEG's frame after 200 kB of ICC profile, BigTIFF
 PILLOW_FORMATS = {
@@ -70,7 +69,7 @@ def test_header_sizes_are_what_opencv_decodes(ext):
     channels, dtypes = OPENCV_FORMATS[ext]
     for _ in range(6):
         height, width = (int(n) for n in rng.integers(1, 300, 2))
-        if ext in (".jp2", ".avif"):  # their encoders want a few pixels each way
+        if ext == ".jp2":  # its encoder wants a few pixels each way
             height, width = height + 32, width + 32
         dtype = dtypes[rng.integers(len(dtypes))]
         shape = (height, width, channels[rng.integers(len(channels))])
@@ -132,7 +131,6 @@ def bombs(tmp_path):
 def test_bombs_in_every_format_are_refused_from_the_header(bombs, convfilter_command, name):
     done = run_command(convfilter_command, ["sharpen", name, "-o", "out.png"], bombs)
     assert_clean_failure(done, 1, f"{BOMBS[name][1]}")
-    assert "over the limit of 128 MP" in done.stderr.decode()
     assert sorted(os.listdir(bombs)) == sorted(BOMBS)
 
 
@@ -190,6 +188,39 @@ def test_an_endless_input_is_not_read_whole(tmp_path, convfilter_command):
     assert_clean_failure(subprocess.CompletedProcess([], process.returncode, b"", stderr), 1, "not read further")
     assert sent["bytes"] < 1 << 30
     assert not (tmp_path / "out.png").exists()
+
+
+@pytest.mark.parametrize(
+    ("head", "fragment"),
+    [
+        (b"II*\x00\xf0\xff\xff\xff", "its TIFF header states no size"),  # a directory 4 GB away
+        (b"II*\x00\x00\x00\x00\x04", "its TIFF header states no size"),  # 64 MiB away, then nothing
+        (b"\xff\xd8\xff\xfe\x00\x02", "its JPEG header states no size"),  # no frame header, ever
+    ],
+)
+def test_a_header_that_never_states_a_size_stops_the_reading(tmp_path, convfilter_command, head, fragment):
+    process = subprocess.Popen(
+        [convfilter_command, "sharpen", "-", "-o", "out.png"], stdin=subprocess.PIPE, stderr=subprocess.PIPE,
+        cwd=tmp_path, preexec_fn=_limit_memory,
+    )  # fmt: skip
+    sent = {"bytes": 0}
+
+    def feed():
+        try:
+            process.stdin.write(head)
+            while sent["bytes"] < 2 << 30:
+                process.stdin.write(bytes(1 << 20))
+                sent["bytes"] += 1 << 20
+        except (BrokenPipeError, ValueError):
+            pass
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    stderr = process.stderr.read()
+    process.wait(timeout=60)
+    writer.join(timeout=60)
+    assert_clean_failure(subprocess.CompletedProcess([], process.returncode, b"", stderr), 1, fragment)
+    assert sent["bytes"] < 200 << 20
 
 
 def test_a_file_longer_than_its_header_allows_is_not_read(tmp_path, convfilter_command):
