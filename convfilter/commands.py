@@ -45,17 +45,29 @@ def list_command(as_json: bool) -> None:
 @click.argument("kernel_ref", metavar="KERNEL")
 @param_option
 @click.option(
-    "--channels", type=click.IntRange(1, MAX_CHANNELS), default=3, show_default=True, help="Image channels C."
+    "--channels",
+    type=click.IntRange(1, MAX_CHANNELS),
+    help="Image channels C [default: 3, or the input channels of a model file's layer].",
 )
 @mix_options
 @click.option("--json", "as_json", is_flag=True, help="Print the kernel as JSON.")
 @click.option("--plot", "plot_path", metavar="FILE.png", help="Also draw the weights as a picture.")
 def show_command(kernel_ref, params, channels, groups, depthwise, dense, as_json, plot_path) -> None:
-    """Print KERNEL's weights, configuration, parameter and multiply-add counts."""
+    """Print KERNEL's weights, configuration, parameter and multiply-add counts.
+
+    For a model file without a layer (MODEL.onnx, MODEL.pt, MODEL.safetensors), list its
+    convolution layers instead."""
     from . import library
+    from .models import split_model_ref
     from .report import describe_kernel, kernel_json
 
+    model = split_model_ref(kernel_ref)
+    if model is not None and model[1] is None and not (params or groups or depthwise or dense or plot_path):
+        _list_model_layers(model[0], as_json)
+        return
     kernel = library.load_kernel(kernel_ref, parse_params(params)).with_options(mix=parse_mix(groups, depthwise, dense))
+    if channels is None:
+        channels = _layer_channels(kernel) if model is not None else 3
     layer = kernel.layer(channels)  # before the plot: a layer refused for these channels writes nothing
     if plot_path is not None:
         from .imageio import encode_image, write_atomic
@@ -66,6 +78,59 @@ def show_command(kernel_ref, params, channels, groups, depthwise, dense, as_json
         check_writable_over(Path(plot_path), [Path(kernel_ref)] if Path(kernel_ref).exists() else [])
         write_atomic(plot_path, encode_image(draw_kernel(kernel), fmt))
     click.echo(json.dumps(kernel_json(kernel, layer)) if as_json else describe_kernel(kernel, layer))
+
+
+def _layer_channels(kernel) -> int:
+    """The channels a model file's layer takes: its weight's input channels times its groups
+    (for a state dict, whose groups are not stored: 3 if the weight can take them)."""
+    per_group = kernel.weights.shape[1]
+    if isinstance(kernel.mix, int):
+        return per_group * kernel.mix
+    return 3 if 3 % per_group == 0 else per_group
+
+
+def _list_model_layers(path: Path, as_json: bool) -> None:
+    """``show MODEL``: every convolution layer of the model file, marked where it takes an image."""
+    from .models import model_layers
+
+    layers = model_layers(path)
+    if as_json:
+        click.echo(json.dumps([layer.to_json() for layer in layers], indent=2))
+        return
+    click.echo(f"{path.name}: {len(layers)} convolution layers")
+    if not layers:
+        return
+
+    def text(value) -> str:
+        if value is None:
+            return "-"
+        if isinstance(value, tuple):
+            return str(value[0]) if value[0] == value[1] else f"{value[0]}×{value[1]}"
+        return str(value)
+
+    header = ("", "name", "weight", "groups", "stride", "padding", "dilation", "bias", "parameters")
+    rows = [
+        (
+            ("→" if layer.from_input else " ") + ("*" if layer.takes_image else " "),
+            layer.name,
+            "×".join(map(str, layer.shape)) or "?",
+            text(layer.groups),
+            text(layer.stride),
+            text(layer.padding),
+            text(layer.dilation),
+            "yes" if layer.bias else "no",
+            str(layer.parameters),
+        )
+        for layer in layers
+    ]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    click.echo("* takes an image's 1, 3 or 4 channels; → takes the model's input (the layer used without :NAME)")
+    if layers[0].groups is None:
+        click.echo(
+            "a state dict holds weights only: give --stride, --padding, --dilation and -g as the layer was built"
+        )
 
 
 @click.command("gallery")

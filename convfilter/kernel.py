@@ -12,11 +12,13 @@ from .channels import check_groups
 from .errors import KernelError, UsageError
 from .generators import GENERATORS, MAX_SIZE, cut, shown
 from .kernelfile import check_generator, check_mapping, pair_field
-from .options import ALPHAS, BORDERS, NO_PADDING, RANGES
+from .options import ALPHAS, BORDERS, NO_PADDING, RANGES, int_pair
 
 # the most weights a layer resolved for an image may hold (64 MiB of float32): an RGBA image
 # needs at most 4·4·255·255, but ``show --channels`` can ask for any count
 MAX_LAYER_WEIGHTS = 1 << 24
+# the most explicit padding of a side: far beyond any layer's (a kernel is at most 255 taps wide)
+MAX_PADDING = 4096
 
 
 @dataclass(frozen=True)
@@ -31,7 +33,9 @@ class Kernel:
     mix: str | int = "depthwise"  # "depthwise", "dense", a number of groups, or "infer" (.npy)
     bias: tuple[float, ...] = ()
     padding_mode: str = "reflect"  # how the border is padded: one of PADDING_MODES
-    padding: str = "same"  # "same", or "valid" (set from the command line): no padding, a smaller output
+    # "same"; "valid" (set from the command line): no padding, a smaller output; or (ph, pw): explicit
+    # padding as nn.Conv2d takes it, the larger side of each axis when ``pads`` is uneven
+    padding: str | tuple[int, int] = "same"
     stride: tuple[int, int] = (1, 1)
     dilation: tuple[int, int] = (1, 1)
     flip: bool = False
@@ -40,11 +44,18 @@ class Kernel:
     alpha: str = "keep"
     generator: str | None = None
     params: tuple[tuple[str, float], ...] = ()
+    # explicit padding of each side, (top, bottom, left, right), when ``padding`` is a pair: a layer
+    # read from a model file, whose two sides may differ (ONNX's pads)
+    pads: tuple[int, int, int, int] = ()
 
     @property
     def border(self) -> str:
-        """The border as the command line's --padding names it: a padding mode, or ``valid``."""
-        return NO_PADDING if self.padding == NO_PADDING else self.padding_mode
+        """The border as the command line's --padding names it: a padding mode, or ``valid``;
+        with explicit padding, the mode and its sizes (``zeros 1``, ``zeros 1×2``, or
+        ``zeros 0,0,1,1`` for top, left, bottom, right as ONNX writes uneven ones)."""
+        if self.padding == NO_PADDING:
+            return NO_PADDING
+        return f"{self.padding_mode} {pads_text(self.pads)}" if self.pads else self.padding_mode
 
     @property
     def kernel_size(self) -> tuple[int, int]:
@@ -55,15 +66,22 @@ class Kernel:
         self,
         *,
         mix: str | int | None = None,
-        padding: str | None = None,
+        padding: str | int | tuple[int, int] | None = None,
         stride: int | None = None,
         dilation: int | None = None,
         flip: bool | None = None,
         range: str | None = None,
         alpha: str | None = None,
     ) -> Kernel:
-        """Return this kernel with the options that are not ``None`` overriding its own
-        (``padding`` is the command line's: a padding mode, or ``valid`` for none)."""
+        """Return this kernel with the options that are not ``None`` overriding its own.
+
+        ``padding`` is the command line's: a padding mode (the size stays the kernel's: "same",
+        or the explicit padding of a layer read from a model file), ``valid`` for none, or a whole
+        number or pair of them: PyTorch's explicit padding, in the kernel's padding mode."""
+        explicit = {}
+        if padding is not None and not isinstance(padding, str):
+            explicit = explicit_padding(padding, "option --padding")
+            padding = None
         changes = {
             "mix": mix,
             "padding": padding,
@@ -78,8 +96,12 @@ class Kernel:
         for field, choices in (("padding", BORDERS), ("range", RANGES), ("alpha", ALPHAS)):
             if changes[field] is not None and changes[field] not in choices:
                 raise UsageError(f"option --{field}: {changes[field]!r} is not one of {', '.join(choices)}")
-        if padding is not None and padding != NO_PADDING:
-            changes["padding"], changes["padding_mode"] = "same", padding
+        if padding == NO_PADDING:
+            changes["pads"] = ()
+        elif padding is not None:
+            # a mode alone keeps the size: "same", or a model layer's own explicit padding
+            changes["padding"], changes["padding_mode"] = (self.padding if self.pads else "same"), padding
+        changes.update(explicit)
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     def layer(self, in_channels: int) -> Layer:
@@ -128,7 +150,7 @@ class Kernel:
                     )
             self._check_groups(c, out_channels, groups)
             weight = w
-        weight = np.ascontiguousarray(weight, np.float32)
+        weight = np.ascontiguousarray(self._even_out_pads(weight), np.float32)
         bias = None
         if self.bias:
             if len(self.bias) not in (1, len(weight)):
@@ -138,6 +160,26 @@ class Kernel:
                 )
             bias = np.broadcast_to(np.asarray(self.bias, np.float32), (len(weight),)).copy()
         return Layer(self, weight, bias, groups, c, repeat_gray)
+
+    def _even_out_pads(self, weight: np.ndarray) -> np.ndarray:
+        """The weight with rows or columns of zero taps added on the side padded less, so that the
+        symmetric ``padding`` (the larger side) reads exactly what uneven ``pads`` would: a zero
+        tap adds nothing, and moves the first real tap by one dilation step."""
+        if not self.pads or self.padding == NO_PADDING:
+            return weight
+        top, bottom, left, right = self.pads
+        extra = []
+        for low, high, step, axis in ((top, bottom, self.dilation[0], "rows"), (left, right, self.dilation[1], "cols")):
+            if abs(high - low) % step:
+                raise KernelError(
+                    f"{self.source}: padding {self.border} (top, left, bottom, right) differs by {abs(high - low)} "
+                    f"between the two sides of the {axis}, which dilation {step} cannot express; "
+                    "convfilter pads both sides of an axis alike"
+                )
+            extra.append(((high - low) // step if high > low else 0, (low - high) // step if low > high else 0))
+        if extra == [(0, 0), (0, 0)]:
+            return weight
+        return np.pad(weight, ((0, 0), (0, 0), *extra))
 
     def _check_layer_size(self, weights: int, in_channels: int) -> None:
         if weights > MAX_LAYER_WEIGHTS:
@@ -220,6 +262,43 @@ def parse_kernel(
     )
 
 
+def pads_text(pads: tuple[int, int, int, int]) -> str:
+    """Explicit padding ``(top, bottom, left, right)`` as the report writes it: one number, a
+    pair ``ph×pw``, or the four sides in ONNX's order, top, left, bottom, right.
+
+    >>> pads_text((1, 1, 1, 1)), pads_text((1, 1, 2, 2)), pads_text((0, 1, 0, 1))
+    ('1', '1×2', '0,0,1,1')
+    """
+    top, bottom, left, right = pads
+    if (top, left) != (bottom, right):
+        return f"{top},{left},{bottom},{right}"
+    return f"{top}" if top == left else f"{top}×{left}"
+
+
+def explicit_padding(value: object, where: str) -> dict:
+    """The kernel fields for explicit padding: ``value`` is a whole number, a pair ``(ph, pw)``
+    as ``nn.Conv2d`` takes it, or the four sides ``(top, bottom, left, right)``; each from 0 to
+    ``MAX_PADDING``.
+
+    >>> explicit_padding((0, 1, 2, 2), "pads")
+    {'padding': (1, 2), 'pads': (0, 1, 2, 2)}
+    """
+    sides = int_pair(value) if not isinstance(value, (tuple, list)) or len(value) != 4 else tuple(value)
+    if sides is not None and len(sides) == 2:
+        sides = (sides[0], sides[0], sides[1], sides[1])
+    if (
+        sides is None
+        or not all(isinstance(n, int) and not isinstance(n, bool) for n in sides)
+        or not all(0 <= n <= MAX_PADDING for n in sides)
+    ):
+        raise KernelError(
+            f"{where}: padding must be a whole number from 0 to {MAX_PADDING}, or a pair or four of them, "
+            f"got {shown(value)}"
+        )
+    top, bottom, left, right = (int(n) for n in sides)
+    return {"padding": (max(top, bottom), max(left, right)), "pads": (top, bottom, left, right)}
+
+
 def kernel_from_array(array: np.ndarray, name: str, source: str) -> Kernel:
     """Make a :class:`Kernel` from a ``.npy`` array: a 2-D kernel (applied depthwise) or a 4-D
     PyTorch weight ``[O, C/g, kh, kw]`` whose groups are inferred from the image's channels."""
@@ -229,6 +308,36 @@ def kernel_from_array(array: np.ndarray, name: str, source: str) -> Kernel:
         source=source,
         weights=_float32(array, source),
         mix="depthwise" if array.ndim == 2 else "infer",
+    )
+
+
+def model_kernel(
+    weight: np.ndarray, bias: np.ndarray | None, name: str, source: str, summary: str = "", **layer
+) -> Kernel:
+    """Make a :class:`Kernel` from a layer of a model file: a 4-D weight ``[O, C/g, kh, kw]`` and
+    its bias (None, or O numbers), padded with zeros as PyTorch pads. ``layer`` holds the
+    layer's own settings where the file has them (``mix`` = groups, ``stride``, ``dilation``,
+    ``padding``, ``pads``); without ``mix`` the groups are inferred from the image's channels."""
+    check_array(weight.dtype, weight.shape, source)
+    if weight.ndim != 4:
+        raise KernelError(f"{source}: has shape {shown(weight.shape)}; a convolution weight is [O, C/g, kh, kw]")
+    values = ()
+    if bias is not None:
+        if bias.dtype.kind not in "iuf" or bias.ndim != 1 or len(bias) != len(weight):
+            raise KernelError(
+                f"{source}: the bias has shape {shown(bias.shape)} of {bias.dtype}; it must hold "
+                f"{len(weight)} numbers, one per output channel"
+            )
+        values = tuple(float(b) for b in _float32(bias, source, "the bias"))
+    return Kernel(
+        name=name,
+        source=source,
+        weights=_float32(weight, source),
+        summary=summary,
+        mix=layer.pop("mix", "infer"),
+        bias=values,
+        padding_mode="zeros",
+        **layer,
     )
 
 

@@ -1,5 +1,6 @@
-"""Where kernels come from: the built-ins shipped in the package, the folders of
-``CONVFILTER_KERNEL_PATH``, or a path to a file.
+"""Where kernels come from: a kernel written out (a matrix literal, an ImageMagick kernel
+string), the built-ins shipped in the package, the folders of ``CONVFILTER_KERNEL_PATH``, a path
+to a kernel file (``.yaml``, ``.npy``, a libvips ``.mat``), or a layer of a model file.
 
 A name is looked up among the built-ins first, then in the user folders in their order (the
 first folder that has it wins, as with ``PATH``). A user kernel with a built-in's name is never
@@ -34,8 +35,13 @@ MAX_DEPTH = 16  # a 4-D weight nests 5 levels below the mapping; anything far de
 # PyYAML would turn 5000 digits into an int past Python's conversion limit, and 1:2:3:… (base 60)
 # into an ever larger one, in quadratic time
 MAX_NUMBER_CHARS = 1000
-KERNEL_SUFFIXES = (".yaml", ".yml", ".npy")
-MODEL_SUFFIXES = (".pt", ".pth", ".safetensors", ".onnx", ".mat", ".h5", ".keras", ".ckpt")
+KERNEL_SUFFIXES = (".yaml", ".yml", ".npy", ".mat")
+# model files that are not read: what to do instead
+UNREAD_MODELS = {
+    ".h5": "a Keras model",
+    ".keras": "a Keras model",
+    ".ckpt": "a TensorFlow checkpoint",
+}
 
 
 def builtin_folder() -> resources.abc.Traversable:
@@ -49,14 +55,31 @@ def builtin_names() -> list[str]:
 
 
 def load_kernel(ref: str | Path, params: dict[str, object] | None = None) -> Kernel:
-    """Return the kernel named ``ref`` (a built-in), or read from the ``.yaml``/``.npy`` file ``ref``.
+    """Return the kernel ``ref``: a matrix literal (``[[0,-1,0],[-1,5,-1],[0,-1,0]]``), an
+    ImageMagick kernel string (``3x3: …`` or ``@file``), a built-in's name, a user kernel's name,
+    a kernel file (``.yaml``, ``.yml``, ``.npy``, ``.mat``), or a layer of a model file
+    (``MODEL.onnx[:NAME]``, ``MODEL.safetensors:TENSOR``, ``MODEL.pt[:KEY]``).
 
     ``params`` override the parameters of a generated kernel (``-p sigma=2``).
 
     >>> load_kernel("edge").weights.tolist()[1]
     [-0.3333333432674408, 2.6666667461395264, -0.3333333432674408]
+    >>> load_kernel("3x3: 0,-1,0 -1,5,-1 0,-1,0").weights.tolist()[1]
+    [-1.0, 5.0, -1.0]
     """
+    from .literals import parse_literal
+    from .models import load_model_kernel, split_model_ref
+
     text = str(ref)
+    written = None if isinstance(ref, Path) else parse_literal(text)
+    model = None if written is not None else split_model_ref(text)
+    if params and (written is not None or model is not None):
+        what = written.source if written is not None else f"model file {cut(str(model[0]), 80)}"
+        raise KernelError(f"{what}: has fixed weights and takes no parameters, got -p {next(iter(params))}")
+    if written is not None:
+        return written
+    if model is not None:
+        return load_model_kernel(*model)
     path = Path(text)
     _check_kernel_suffix(path)
     if path.suffix.lower() in KERNEL_SUFFIXES or "/" in text:
@@ -90,11 +113,15 @@ def _check_kernel_suffix(path: Path) -> None:
             f"KERNEL comes first: {name} is an image, not a kernel; try 'convfilter edge {name} …' "
             "(see 'convfilter list' for the kernels)"
         )
-    if suffix and suffix not in KERNEL_SUFFIXES and path.is_file():
-        later = " (model and MATLAB files are not read)" if suffix in MODEL_SUFFIXES else ""
+    if suffix in UNREAD_MODELS and path.is_file():
         raise KernelError(
-            f"kernel file {cut(str(path), 200)}: {suffix} is not a kernel format{later}; "
-            "give a .yaml, .yml or .npy file"
+            f"kernel file {cut(str(path), 200)}: {suffix} is {UNREAD_MODELS[suffix]}, which is not read; "
+            "export the model to ONNX (.onnx), or save its weights with safetensors (.safetensors)"
+        )
+    if suffix and suffix not in KERNEL_SUFFIXES and path.is_file():
+        raise KernelError(
+            f"kernel file {cut(str(path), 200)}: {suffix} is not a kernel format; give a .yaml, .yml or .npy file, "
+            "a libvips .mat matrix, or a model file (.onnx, .safetensors, .pt, .pth)"
         )
 
 
@@ -103,6 +130,12 @@ def _load_path(path: Path, params: dict[str, object] | None) -> Kernel:
 
     source = f"kernel file {path}"
     data = read_kernel_file(path, source)
+    if path.suffix.lower() == ".mat":
+        from .literals import vips_matrix
+
+        if params:
+            raise KernelError(f"{source}: a matrix kernel takes no parameters, got -p {next(iter(params))}")
+        return vips_matrix(data, path.stem, source)
     if path.suffix.lower() == ".npy":
         if params:
             raise KernelError(f"{source}: an array kernel takes no parameters, got -p {next(iter(params))}")
@@ -309,6 +342,10 @@ def _describe_file(file: Path, name: str) -> dict:
     if file.suffix.lower() == ".npy":
         shape = npy_header(data, source)[1]
         return {"shape": list(shape), "mix": "depthwise" if len(shape) == 2 else "groups from channels"}
+    if file.suffix.lower() == ".mat":
+        from .literals import vips_matrix
+
+        return {"shape": list(vips_matrix(data, name, source).weights.shape), "mix": "depthwise"}
     data = read_yaml(data, source)
     check_mapping(data, name, source)
     return {key: value for key, value in describe(data, name).items() if key != "name"}

@@ -436,3 +436,38 @@ def test_show_plot_of_a_big_bank_stays_a_picture_viewers_open(tmp_path, write):
     assert result.exit_code == 0, result.stderr
     with PILImage.open(tmp_path / "w.png") as picture:
         assert max(picture.size) <= 4000 and min(picture.size) >= 200
+
+
+# --- kernels written out and model files, as show prints them
+
+
+def test_show_prints_a_matrix_literal_and_an_imagemagick_string():
+    result = run("show", "[[0,-1,0],[-1,5,-1],[0,-1,0]]")
+    assert result.exit_code == 0, result.output
+    assert "source: matrix '[[0,-1,0],[-1,5,-1],[0,-1,0]]'" in result.stdout
+    result = run("show", "3x3: 1,2,1 2,4,2 1,2,1", "--json")
+    assert json.loads(result.stdout)["weights"] == [[1, 2, 1], [2, 4, 2], [1, 2, 1]]
+
+
+def test_show_of_a_model_without_a_layer_lists_its_layers(tmp_path):
+    torch = pytest.importorskip("torch")
+    state = {"stem.weight": torch.zeros(4, 3, 3, 3), "stem.bias": torch.zeros(4), "dw.weight": torch.zeros(4, 1, 5, 5)}
+    torch.save(state, tmp_path / "net.pt")
+    result = run("show", tmp_path / "net.pt")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == "net.pt: 2 convolution layers"
+    assert lines[2].split() == ["→*", "stem.weight", "4×3×3×3", "-", "-", "-", "-", "yes", "112"]
+    # groups are not stored: one channel per group may be a gray image's
+    assert lines[3].split() == ["*", "dw.weight", "4×1×5×5", "-", "-", "-", "-", "no", "100"]
+    result = run("show", f"{tmp_path / 'net.pt'}:dw", "--channels", "4")
+    assert result.exit_code == 0, result.output
+    assert "dw.weight: depthwise conv 4→4 channels, 5×5 kernel, groups=4, padding=zeros" in result.stdout
+
+
+def test_show_of_a_missing_model_layer_is_one_line(tmp_path):
+    torch = pytest.importorskip("torch")
+    torch.save({"stem.weight": torch.zeros(4, 3, 3, 3)}, tmp_path / "net.pt")
+    result = run("show", f"{tmp_path / 'net.pt'}:head")
+    assert result.exit_code == 2
+    assert_one_line_error(result.stderr, "no tensor 'head'; the convolution weights are stem.weight")

@@ -117,13 +117,14 @@ def test_channels_first_arrays_are_refused_with_the_transpose(tmp_path, convfilt
     [
         ("cat.jpeg", "KERNEL comes first: cat.jpeg is an image, not a kernel; try 'convfilter edge cat.jpeg …'"),
         ("my.json", "kernel file my.json: .json is not a kernel format; give a .yaml, .yml or .npy file"),
-        ("layer.pt", "kernel file layer.pt: .pt is not a kernel format (model and MATLAB files are not read)"),
-        ("sharpen.mat", "kernel file sharpen.mat: .mat is not a kernel format (model and MATLAB files"),
+        ("layer.pt", "model file layer.pt: not a readable PyTorch file"),
+        ("sharpen.mat", "kernel file sharpen.mat: line 1: '{}' is not a number"),
+        ("net.h5", "net.h5: .h5 is a Keras model, which is not read"),
     ],
 )
 def test_messages_point_the_right_way(tmp_path, convfilter_command, kernel, fragment):
     (tmp_path / "cat.jpeg").write_bytes(CAT.read_bytes())
-    for name in ("my.json", "layer.pt", "sharpen.mat"):
+    for name in ("my.json", "layer.pt", "sharpen.mat", "net.h5"):
         (tmp_path / name).write_bytes(b"{}")
     done = _run(convfilter_command, tmp_path, kernel, "cat.jpeg", "-o", "out.png")
     assert_clean_failure(done, 2, fragment)

@@ -414,3 +414,46 @@ def test_mappings_from_python_with_huge_or_misplaced_values(data, message):
     # parse_kernel takes any mapping, not only what YAML makes: an int past float's range is no number
     with pytest.raises(KernelError, match=rf"^kernel file k\.yaml: {message}"):
         parse_kernel(data, "k", "kernel file k.yaml")
+
+
+# --- explicit padding: a model layer's own, or PyTorch's integer padding
+
+
+@pytest.mark.parametrize(
+    ("pads", "dilation"),
+    [
+        ((1, 1, 1, 1), (1, 1)),
+        ((0, 1, 2, 0), (1, 1)),
+        ((3, 0, 1, 1), (1, 1)),
+        ((0, 2, 4, 0), (2, 2)),
+        ((2, 2, 0, 3), (1, 3)),
+    ],
+)
+def test_uneven_explicit_pads_read_what_the_reference_reads(rng, pads, dilation):
+    from convfilter.kernel import explicit_padding, model_kernel
+
+    weight = rng.normal(size=(2, 3, 3, 2)).astype(np.float32)
+    x = rng.normal(size=(9, 8, 3)).astype(np.float32)
+    kernel = model_kernel(weight, None, "w", "w", stride=(2, 1), dilation=dilation, **explicit_padding(pads, "w"))
+    got, _ = filter_pixels(x, kernel, "npy", has_alpha=False)
+    expected = reference_conv(x, weight, stride=(2, 1), dilation=dilation, pads=pads)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_explicit_padding_from_options_keeps_the_mode_and_valid_clears_it():
+    kernel = load_kernel("sharpen").with_options(padding=2)
+    assert (kernel.padding, kernel.pads, kernel.border) == ((2, 2), (2, 2, 2, 2), "reflect 2")
+    assert kernel.with_options(padding="zeros").border == "zeros 2"  # a mode alone keeps the size
+    assert kernel.with_options(padding="valid").border == "valid"
+    assert load_kernel("sharpen").with_options(padding=(1, 3)).border == "reflect 1×3"
+    with pytest.raises(KernelError, match=r"option --padding: padding must be a whole number from 0 to 4096"):
+        load_kernel("sharpen").with_options(padding=-1)
+
+
+def test_a_model_kernel_checks_its_bias_against_the_output_channels():
+    from convfilter.kernel import model_kernel
+
+    with pytest.raises(KernelError, match=r"m: the bias has shape \(3,\) of float64; it must hold 2 numbers"):
+        model_kernel(np.ones((2, 1, 3, 3)), np.ones(3), "m", "m")
+    with pytest.raises(KernelError, match=r"m: the weights must be finite numbers"):
+        model_kernel(np.full((2, 1, 3, 3), np.nan), None, "m", "m")
