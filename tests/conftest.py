@@ -148,10 +148,14 @@ def wait_for_outputs(folder: Path, count: int, timeout: float = 60) -> None:
         time.sleep(0.02)
 
 
-def pytest_terminal_summary(terminalreporter) -> None:
-    """The largest peak memory of any command the tests ran (bad inputs, bombs, faults included)."""
-    import resource
+_CAP = (
+    "import os, resource, sys; n = int(sys.argv[1]); "
+    "resource.setrlimit(resource.RLIMIT_AS, (n, n)); os.execv(sys.argv[2], sys.argv[2:])"
+)
 
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    if peak:
-        terminalreporter.write_line(f"largest peak memory of a command run by the tests: {peak / 1024:.0f} MiB")
+
+def capped(command: list, limit: int) -> list:
+    """``command`` under an address-space limit of ``limit`` bytes: a small Python sets the limit
+    and execs the command (a limit set in ``preexec_fn`` runs Python code between fork and exec,
+    which is unsafe in a test process that has threads)."""
+    return [sys.executable, "-c", _CAP, str(limit), *map(str, command)]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import os
-import resource
 import struct
 import subprocess
 import threading
@@ -15,6 +14,7 @@ import zlib
 
 import numpy as np
 import pytest
+from conftest import capped
 from hostile_files import BOMBS, encoded, png_chunk, png_of_zeros, tiff_pages
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -159,14 +159,14 @@ def test_an_endless_input_is_not_read_whole(tmp_path, convfilter_command):
     assert_clean_failure(done, 1, "input /dev/zero: not an image that can be decoded")
     with open("/dev/zero", "rb") as zeros:
         done = subprocess.run(
-            [convfilter_command, "sharpen", "-", "-o", "out.png"], stdin=zeros, cwd=tmp_path,
-            capture_output=True, timeout=60, preexec_fn=_limit_memory,
+            capped([convfilter_command, "sharpen", "-", "-o", "out.png"], 4 << 30), stdin=zeros, cwd=tmp_path,
+            capture_output=True, timeout=60,
         )  # fmt: skip
     assert_clean_failure(done, 1, "input <stdin>: not an image that can be decoded")
     png = encoded(".png", np.zeros((100, 100), np.uint8))
     process = subprocess.Popen(
-        [convfilter_command, "sharpen", "-", "-o", "out.png"], stdin=subprocess.PIPE, stderr=subprocess.PIPE,
-        cwd=tmp_path, preexec_fn=_limit_memory,
+        capped([convfilter_command, "sharpen", "-", "-o", "out.png"], 4 << 30), stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE, cwd=tmp_path,
     )  # fmt: skip
     sent = {"bytes": 0}
 
@@ -200,8 +200,8 @@ def test_an_endless_input_is_not_read_whole(tmp_path, convfilter_command):
 )
 def test_a_header_that_never_states_a_size_stops_the_reading(tmp_path, convfilter_command, head, fragment):
     process = subprocess.Popen(
-        [convfilter_command, "sharpen", "-", "-o", "out.png"], stdin=subprocess.PIPE, stderr=subprocess.PIPE,
-        cwd=tmp_path, preexec_fn=_limit_memory,
+        capped([convfilter_command, "sharpen", "-", "-o", "out.png"], 4 << 30), stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE, cwd=tmp_path,
     )  # fmt: skip
     sent = {"bytes": 0}
 
@@ -230,10 +230,6 @@ def test_a_file_longer_than_its_header_allows_is_not_read(tmp_path, convfilter_c
         sparse.truncate(20 << 30)
     done = run_command(convfilter_command, ["sharpen", "huge.png", "-o", "out.png"], tmp_path)
     assert_clean_failure(done, 1, "input huge.png: holds more than")
-
-
-def _limit_memory():
-    resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
 
 
 def test_a_tiff_of_100000_pages_is_counted_at_once(tmp_path, convfilter_command):
@@ -266,8 +262,8 @@ def test_an_image_too_large_for_the_memory_there_is_one_line(tmp_path, convfilte
     allocate, and says so in one line."""
     (tmp_path / "big.png").write_bytes(png_of_zeros(16000, 8000))
     done = subprocess.run(
-        [convfilter_command, "sharpen", "big.png", "-o", "out.png"], cwd=tmp_path, capture_output=True,
-        timeout=120, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (3 << 29, 3 << 29)),
+        capped([convfilter_command, "sharpen", "big.png", "-o", "out.png"], 3 << 29), cwd=tmp_path,
+        capture_output=True, timeout=120,
     )  # fmt: skip
     assert_clean_failure(done, 1, "input big.png: not enough memory to filter it; lower --max-pixels")
     assert sorted(os.listdir(tmp_path)) == ["big.png"]

@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from bad_inputs import BAD_INPUTS, CORPUS, digest, make_workdir
-from conftest import ROOT, SAMPLES
+from conftest import ROOT, SAMPLES, capped
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -27,14 +26,8 @@ CAT = SAMPLES / "cat.jpeg"
 MEMORY_LIMIT = 3 << 30  # bytes of address space: a 60000×60000 decode or a window array would not fit
 
 
-def _limit_memory():
-    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
-
-
 def run_command(command: Path, args: list, cwd: Path, stdin: bytes = b"") -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [command, *map(str, args)], cwd=cwd, input=stdin, capture_output=True, timeout=20, preexec_fn=_limit_memory
-    )
+    return subprocess.run(capped([command, *args], MEMORY_LIMIT), cwd=cwd, input=stdin, capture_output=True, timeout=20)
 
 
 def assert_clean_failure(done: subprocess.CompletedProcess, code: int, fragment: str) -> None:

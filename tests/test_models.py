@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import sys
 
 import cv2
 import numpy as np
 import pytest
-from conftest import CAT, DATA, reference_conv, run
+from conftest import CAT, DATA, capped, reference_conv, run
 
 from convfilter import KernelError, load_kernel
 from convfilter.models import model_layers
@@ -55,10 +54,7 @@ def ort_tensors(x_hwc: np.ndarray, names: list[str]) -> list[np.ndarray]:
 def run_installed(args, cwd) -> subprocess.CompletedProcess:
     """The installed command, under a 4 GiB address-space cap and a timeout."""
     script = os.path.join(os.path.dirname(sys.executable), "convfilter")
-    return subprocess.run(
-        [script, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=60,
-        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE, ADDRESS_SPACE)),
-    )  # fmt: skip
+    return subprocess.run(capped([script, *args], ADDRESS_SPACE), cwd=cwd, capture_output=True, text=True, timeout=60)
 
 
 def assert_one_line(done: subprocess.CompletedProcess, fragment: str, code: int = 2) -> None:

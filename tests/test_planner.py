@@ -7,7 +7,6 @@ independent references (PyTorch, SciPy)."""
 from __future__ import annotations
 
 import os
-import resource
 import signal
 import subprocess
 import sys
@@ -18,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import SAMPLES
+from conftest import SAMPLES, capped
 from PIL import Image
 from scipy.signal import fftconvolve
 
@@ -33,12 +32,11 @@ def run_measured(command: Path, args: list, cwd: Path, deadline: float = 120) ->
     """Run the command; return its exit status, standard error and peak resident bytes."""
     with open(cwd / ".stderr", "w+b") as err:
         child = subprocess.Popen(
-            [command, *map(str, args)],
+            capped([command, *args], MEMORY_LIMIT),
             cwd=cwd,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=err,
-            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT)),
         )
         end = time.monotonic() + deadline
         while True:
