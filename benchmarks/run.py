@@ -3,6 +3,7 @@ command against libvips and ImageMagick, all measured in this run on this machin
 
     .venv/bin/python benchmarks/run.py                 # 12 MP (4000×3000), the full suite
     .venv/bin/python benchmarks/run.py --size 640x480  # a quick look
+    .venv/bin/python benchmarks/run.py --tables depthwise  # depthwise vs OpenCV, 12 and 48 MP
 
 Times are medians of several runs; ratios (ours / theirs, below 1 is faster) compare numbers
 measured side by side, which is what stays meaningful on a shared, noisy machine. A reference
@@ -27,11 +28,13 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from planning import planning_table  # beside this script, which Python puts on the path
+from depthwise import depthwise_table  # beside this script, which Python puts on the path
+from planning import planning_table
 
 from convfilter import convolve
 
 ROOT = Path(__file__).resolve().parent.parent
+TABLES = ("engine", "depthwise", "planning", "command", "batch")
 SLOW_SECONDS = 3.0  # a reference slower than this per run is timed on a band of rows
 
 
@@ -330,21 +333,37 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", default="4000x3000", help="test photo size WIDTHxHEIGHT (default 12 MP)")
     parser.add_argument("--repeat", type=int, default=7, help="timed runs per measurement (median)")
     parser.add_argument("--batch", default="100x1024x768", help="batch photos COUNTxWIDTHxHEIGHT")
+    parser.add_argument(
+        "--tables", default=",".join(TABLES), help=f"which tables, comma-separated (default all: {','.join(TABLES)})"
+    )
     args = parser.parse_args(argv)
     width, height = (int(v) for v in args.size.lower().split("x"))
+    tables = set(args.tables.split(","))
+    if tables - set(TABLES):
+        parser.error(f"--tables takes {', '.join(TABLES)}, got {args.tables!r}")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         x, photo = test_photo(width, height, folder)
         print(f"Machine: {machine()}")
         print(f"Test photo: samples/astronaut.png resized to {width}×{height}, RGB uint8 in, float32 out.\n")
-        print("\n".join(engine_table(x, args.repeat)))
-        print("\nPlanning, and kernels far larger than usual (the photo, reflect borders):\n")
-        print("\n".join(planning_table(x, args.repeat)))
-        print(f"\nWhole command, {width}×{height} JPEG in and out, 3×3 edge:\n")
-        print("\n".join(command_table(photo, folder, args.repeat)))
-        count, batch_width, batch_height = (int(v) for v in args.batch.lower().split("x"))
-        print("\nA folder of photos, 3×3 edge, medians of 3 runs:\n")
-        print("\n".join(batch_table(folder, count, batch_width, batch_height, min(args.repeat, 3))))
+        if "engine" in tables:
+            print("\n".join(engine_table(x, args.repeat)))
+        if "depthwise" in tables:
+            # the photo, and the same photo at four times the pixels (48 MP beside 12 MP)
+            larger = test_photo(2 * width, 2 * height, folder)[0]
+            print("\nDepthwise filters against the best OpenCV call for each (reflect borders, float32 out):\n")
+            print("\n".join(depthwise_table([x, larger], args.repeat)))
+            del larger
+        if "planning" in tables:
+            print("\nPlanning, and kernels far larger than usual (the photo, reflect borders):\n")
+            print("\n".join(planning_table(x, args.repeat)))
+        if "command" in tables:
+            print(f"\nWhole command, {width}×{height} JPEG in and out, 3×3 edge:\n")
+            print("\n".join(command_table(photo, folder, args.repeat)))
+        if "batch" in tables:
+            count, batch_width, batch_height = (int(v) for v in args.batch.lower().split("x"))
+            print("\nA folder of photos, 3×3 edge, medians of 3 runs:\n")
+            print("\n".join(batch_table(folder, count, batch_width, batch_height, min(args.repeat, 3))))
 
 
 if __name__ == "__main__":

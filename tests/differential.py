@@ -35,6 +35,7 @@ WEIGHT_FORMS = (
     "zero",
     "near",
     "scaled",
+    "box",
 )
 
 
@@ -55,6 +56,7 @@ class Config:
     strip_rows: int | None
     form: str
     runner: str = "run"
+    engine: str | None = None  # None: as CONVFILTER_ENGINE says
 
     def describe(self) -> str:
         """Everything but the numbers, to reproduce a failure by hand."""
@@ -63,13 +65,22 @@ class Config:
             f"{None if self.bias is None else np.shape(self.bias)}, stride={self.stride!r}, "
             f"padding={self.padding!r}, dilation={self.dilation!r}, groups={self.groups}, "
             f"padding_mode={self.mode!r}, flip={self.flip}, threads={self.threads}, strip_rows={self.strip_rows}, "
-            f"runner={self.runner}"
+            f"runner={self.runner}, engine={self.engine}"
         )
 
     def convolution(self) -> Convolution:
         """The engine's plan for this configuration."""
         return Convolution(
-            self.x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups, self.mode, self.flip
+            self.x,
+            self.weight,
+            self.bias,
+            self.stride,
+            self.padding,
+            self.dilation,
+            self.groups,
+            self.mode,
+            self.flip,
+            engine=self.engine,
         )
 
 
@@ -102,6 +113,8 @@ def _image(rng: np.random.Generator, shape: tuple[int, int, int], dtype: np.dtyp
 def _kernel(rng: np.random.Generator, kh: int, kw: int, form: str) -> np.ndarray:
     if form == "whole":
         return rng.integers(-2, 3, (kh, kw)).astype(np.float64) * [1, 1 / 9, 0.25][rng.integers(3)]
+    if form == "box":  # every weight equal: a box filter of any size
+        return np.full((kh, kw), rng.standard_normal() * 10.0 ** rng.uniform(-3, 3))
     if form == "separable":
         return np.outer(rng.standard_normal(kh), rng.standard_normal(kw))
     if form == "rank2":
@@ -113,7 +126,7 @@ def _kernel(rng: np.random.Generator, kh: int, kw: int, form: str) -> np.ndarray
 
 def _weight(rng: np.random.Generator, out_channels: int, group_in: int, kh: int, kw: int, form: str) -> np.ndarray:
     shape = (out_channels, group_in, kh, kw)
-    if form in ("depthwise", "whole", "separable", "rank2"):
+    if form in ("depthwise", "whole", "separable", "rank2", "box"):
         # one spatial kernel for every channel pair: the factored plans
         return np.broadcast_to(_kernel(rng, kh, kw, form), shape).copy()
     if form == "mixed":  # a mixing matrix times one kernel
@@ -144,7 +157,7 @@ def draw(rng: np.random.Generator) -> Config:
     form = WEIGHT_FORMS[rng.integers(len(WEIGHT_FORMS))]
     if rng.random() < 0.12:  # the band of large kernels, which reaches the FFT
         kh, kw = (int(v) for v in rng.integers(10, 32, 2))
-        form = str(rng.choice(["depthwise", "separable", "mixed", "random"]))
+        form = str(rng.choice(["depthwise", "separable", "mixed", "random", "box"]))
     else:
         kh, kw = (int(v) for v in rng.integers(1, 10, 2))
     weight = _weight(rng, out_channels, group_in, kh, kw, form)
@@ -267,7 +280,8 @@ def check(cfg: Config, convolution: Convolution | None = None) -> str | None:
 
 def plan_name(convolution: Convolution) -> str:
     """The method that computes the spatial part: Direct, IntegerDirect, Separable, RowMatmul,
-    FFT (through a factored plan), General, TapMatmul, Gather or SeparableGather."""
+    FFT, NativeBox, NativeSeparable, NativeDirect (through a factored plan), General, TapMatmul,
+    Gather, SeparableGather or PerPair."""
     plan = convolution.plan
     if getattr(plan, "separable", None) is not None:
         return "SeparableGather"

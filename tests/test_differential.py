@@ -3,7 +3,9 @@
 The number of draws and the seed come from the environment, so that a long profile runs the
 same test: ``CONVFILTER_DRAWS=20000 CONVFILTER_SEED=7 python -m pytest tests/test_differential.py``.
 Each draw ``i`` uses the generator ``default_rng([seed, i])``, so a failure is reproduced by its
-number alone; shrunk failures live on as plain tests in ``test_engine.py``.
+number alone; shrunk failures live on as plain tests in ``test_engine.py``. The main test runs the
+engine as ``CONVFILTER_ENGINE`` says (run it once with ``CONVFILTER_ENGINE=numpy`` too); the tests
+of single plans pick the engine that can reach each plan.
 """
 
 from __future__ import annotations
@@ -15,11 +17,11 @@ import pytest
 from differential import Config, check, draw, plan_name
 
 from convfilter import UsageError
-from convfilter.engine import plan, spatial, taps
+from convfilter.engine import native, plan, spatial, taps
 
 DRAWS = int(os.environ.get("CONVFILTER_DRAWS", "4000"))
 SEED = int(os.environ.get("CONVFILTER_SEED", "20261126"))
-PLANS = (
+NUMPY_PLANS = (
     "Direct",
     "IntegerDirect",
     "Separable",
@@ -31,11 +33,15 @@ PLANS = (
     "SeparableGather",
     "PerPair",
 )
+NATIVE_PLANS = ("NativeBox", "NativeSeparable", "NativeDirect")
+PLANS = NUMPY_PLANS + NATIVE_PLANS
 
 
-def _draws(count: int, seed: int = SEED):
+def _draws(count: int, seed: int = SEED, engine: str | None = None):
     for i in range(count):
-        yield i, draw(np.random.default_rng([seed, i]))
+        cfg = draw(np.random.default_rng([seed, i]))
+        cfg.engine = engine
+        yield i, cfg
 
 
 def test_engine_matches_pytorch_on_random_configurations():
@@ -55,8 +61,9 @@ def _planned(cfg: Config):
 
 
 def test_every_plan_is_drawn():
-    drawn = {plan_name(conv) for _, cfg in _draws(1500) if (conv := _planned(cfg)) is not None}
-    assert drawn == set(PLANS)
+    for engine, expected in (("numpy", set(NUMPY_PLANS)), ("auto", set(NATIVE_PLANS))):
+        drawn = {plan_name(conv) for _, cfg in _draws(1500, engine=engine) if (conv := _planned(cfg)) is not None}
+        assert drawn == expected if engine == "numpy" else drawn >= expected, (engine, drawn)
 
 
 def _corrupt(method):
@@ -82,11 +89,15 @@ OWNERS = {
     "Gather": taps.Gather,
     "SeparableGather": taps.Gather,
     "PerPair": plan.PerPair,
+    "NativeBox": native.NativeBox,
+    "NativeSeparable": native.NativeSeparable,
+    "NativeDirect": native.NativeDirect,
 }
 
 
 def _first_caught(name: str, limit: int = 3000) -> int | None:
-    for i, cfg in _draws(limit):
+    engine = "auto" if name in NATIVE_PLANS else "numpy"
+    for i, cfg in _draws(limit, engine=engine):
         conv = _planned(cfg)
         if conv is not None and plan_name(conv) == name and check(cfg, conv):
             return i
@@ -96,7 +107,7 @@ def _first_caught(name: str, limit: int = 3000) -> int | None:
 @pytest.mark.parametrize("name", PLANS)
 def test_a_plan_off_by_a_thousandth_is_caught(name, monkeypatch):
     owner = OWNERS[name]
-    attribute = "compute" if "Gather" in name else "__call__"
+    attribute = "compute" if "Gather" in name else "filter" if name in NATIVE_PLANS else "__call__"
     monkeypatch.setattr(owner, attribute, _corrupt(owner.__dict__[attribute]))
     assert _first_caught(name) is not None, f"a broken {name} passed every draw"
 

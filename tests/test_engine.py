@@ -186,23 +186,29 @@ def test_two_dimensional_image_is_one_channel(rng):
 
 
 @pytest.mark.parametrize(
-    ("make_weight", "groups", "plan"),
+    ("make_weight", "groups", "plan", "engine"),
     [
-        (lambda rng: np.broadcast_to(rng.standard_normal((15, 15)), (3, 1, 15, 15)), 3, "RowMatmul"),
-        (lambda rng: np.broadcast_to(rng.standard_normal((31, 31)), (3, 1, 31, 31)), 3, "FFT"),
-        (lambda rng: np.broadcast_to(np.outer(*rng.standard_normal((2, 15))), (3, 1, 15, 15)), 3, "Separable"),
-        (lambda rng: rng.standard_normal((3, 3, 3, 3)), 1, "General"),
-        (lambda rng: rng.standard_normal((3, 1, 9, 9)), 3, "General"),
+        (lambda rng: np.broadcast_to(rng.standard_normal((15, 15)), (3, 1, 15, 15)), 3, "RowMatmul", "numpy"),
+        (lambda rng: np.broadcast_to(rng.standard_normal((31, 31)), (3, 1, 31, 31)), 3, "FFT", "numpy"),
+        (lambda rng: np.broadcast_to(np.outer(*rng.standard_normal((2, 15))), (3, 1, 15, 15)), 3, "Separable",
+         "numpy"),
+        (lambda rng: rng.standard_normal((3, 3, 3, 3)), 1, "General", "auto"),
+        (lambda rng: rng.standard_normal((3, 1, 9, 9)), 3, "General", "auto"),
+        (lambda rng: np.broadcast_to(rng.standard_normal((31, 31)), (3, 1, 31, 31)), 3, "NativeDirect", "auto"),
+        (lambda rng: np.broadcast_to(np.outer(*rng.standard_normal((2, 15))), (3, 1, 15, 15)), 3, "NativeSeparable",
+         "auto"),
+        (lambda rng: np.full((3, 1, 63, 63), 1 / 63**2), 3, "NativeBox", "auto"),
     ],
-    ids=["rowmatmul-15x15", "fft-31x31", "separable-15x15", "general-dense-3x3", "general-depthwise-9x9"],
-)
-def test_memory_is_the_output_plus_64_mib_on_12_megapixels(make_weight, groups, plan, rng):
+    ids=["rowmatmul-15x15", "fft-31x31", "separable-15x15", "general-dense-3x3", "general-depthwise-9x9",
+         "native-direct-31x31", "native-separable-15x15", "native-box-63x63"],
+)  # fmt: skip
+def test_memory_is_the_output_plus_64_mib_on_12_megapixels(make_weight, groups, plan, engine, rng):
     # an H·W·C·kh·kw window array would take 2.7 GB for 15×15 and 10 GB for 31×31
     import tracemalloc
 
     x = rng.integers(0, 256, (3000, 4000, 3), dtype=np.uint8)
     w = make_weight(rng).astype(np.float32)
-    conv = Convolution(x, w, groups=groups, padding_mode="reflect")
+    conv = Convolution(x, w, groups=groups, padding_mode="reflect", engine=engine)
     assert type(getattr(conv.plan, "spatial", conv.plan)).__name__ == plan
     tracemalloc.start()
     out = conv.run()

@@ -58,8 +58,9 @@ PATHS = list(_kernels(np.random.default_rng(0)))
 
 @pytest.mark.parametrize("path", PATHS)
 def test_each_fast_path_is_chosen_where_expected(path, rng):
+    # the NumPy methods (test_engine_native.py: where OpenCV's filters take over from them)
     weight, groups, channels, expected = _kernels(rng)[path]
-    conv = Convolution(np.zeros((40, 40, channels), np.uint8), weight, groups=groups)
+    conv = Convolution(np.zeros((40, 40, channels), np.uint8), weight, groups=groups, engine="numpy")
     if expected[0] == "taps":
         assert isinstance(conv.plan, (General, TapMatmul))
         return
@@ -169,7 +170,8 @@ def test_integer_path_for_eight_bit_images_and_whole_number_kernels(rng):
     box = np.full((3, 3), 1 / 9, np.float32)
     x8 = rng.integers(0, 256, (45, 38, 3), dtype=np.uint8)
     for kernel in (sharpen, box, sharpen * 7):
-        conv = Convolution(x8, np.broadcast_to(kernel, (3, 1, 3, 3)), groups=3, padding_mode="replicate")
+        conv = Convolution(x8, np.broadcast_to(kernel, (3, 1, 3, 3)), groups=3, padding_mode="replicate",
+                           engine="numpy")  # fmt: skip
         assert isinstance(conv.plan.spatial, IntegerDirect)
         expected = _torch_conv(x8, np.broadcast_to(kernel, (3, 1, 3, 3)), None, (1, 1), (1, 1), 3, "replicate")
         assert_close(conv.run(), expected)

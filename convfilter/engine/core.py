@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from ..errors import ArgumentError
+from . import native
 from .geometry import PADDING_MODES, check_groups, geometry, source_index
 from .plan import make_plan
 from .spatial import Scratch
@@ -49,7 +50,10 @@ class Convolution:
         groups: int = 1,
         padding_mode: str = "zeros",
         flip: bool = False,
+        *,
+        engine: str | None = None,
     ) -> None:
+        self.engine = native.engine(engine)
         self.x, weight, self.bias, self.groups = _validate(x, weight, bias, groups, padding_mode)
         if flip:
             # mathematical convolution: the cross-correlation with the kernel rotated by 180°
@@ -62,13 +66,23 @@ class Convolution:
         # NaN, infinities and float64 values beyond float32's range (infinite once loaded) call for
         # plans that skip zero weights; min and max are NaN if any value is
         top = float(np.finfo(np.float32).max)
-        self.finite = (
-            self.x.dtype.kind != "f" or not self.x.size or -top <= float(self.x.min()) <= float(self.x.max()) <= top
-        )
+        if self.x.dtype.kind in "iu":  # the dtype's own range: no pass over the image
+            low, high = (float(v) for v in (np.iinfo(self.x.dtype).min, np.iinfo(self.x.dtype).max))
+        elif self.x.dtype.kind == "b":
+            low, high = 0.0, 1.0
+        else:
+            low, high = (float(self.x.min()), float(self.x.max())) if self.x.size else (0.0, 0.0)
+        self.finite = self.x.dtype.kind != "f" or -top <= low <= high <= top
         if channels == 0:
             self.out_channels, self.plan = 0, _NoChannels()
         else:
-            self.plan = make_plan(weight, self.groups, self.x.shape, geo, self.x.dtype == np.uint8, self.finite)
+            # OpenCV's transforms spread an overflow to a whole strip: only sums far within float32
+            reach = max(abs(low), abs(high)) * float(np.abs(weight).sum(axis=(1, 2, 3), dtype=np.float64).max())
+            strip = native.strip_dtype(self.x.dtype)
+            use = self.engine == "auto" and self.finite and reach < native.MAX_REACH
+            self.plan = make_plan(
+                weight, self.groups, self.x.shape, geo, self.x.dtype == np.uint8, self.finite, strip if use else None
+            )
         self.shape = (geo.out_height, geo.out_width, self.out_channels)
 
     def sample_positions(self) -> tuple[np.ndarray, np.ndarray]:
@@ -253,6 +267,8 @@ def convolve(
     groups: int = 1,
     padding_mode: str = "zeros",
     flip: bool = False,
+    *,
+    engine: str | None = None,
 ) -> np.ndarray:
     """Convolve an image with a PyTorch-layout weight, as ``torch.nn.Conv2d`` does.
 
@@ -266,6 +282,8 @@ def convolve(
     groups : splits the input and output channels into this many independent groups.
     padding_mode : ``"zeros"``, ``"reflect"``, ``"replicate"`` or ``"circular"``.
     flip : rotate the kernel by 180° first (mathematical convolution, not cross-correlation).
+    engine : ``"auto"`` (OpenCV's filters where they compute the same numbers) or ``"numpy"``
+        (NumPy methods only); None reads ``CONVFILTER_ENGINE`` from the environment.
 
     Returns
     -------
@@ -277,7 +295,7 @@ def convolve(
            [21., 36., 27.],
            [20., 33., 24.]], dtype=float32)
     """
-    return Convolution(x, weight, bias, stride, padding, dilation, groups, padding_mode, flip).run()
+    return Convolution(x, weight, bias, stride, padding, dilation, groups, padding_mode, flip, engine=engine).run()
 
 
 def _validate(

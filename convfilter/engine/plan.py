@@ -7,16 +7,20 @@ fewest channels possible, and another mix: the ``edge`` kernel sums R, G, B once
 channel. Anything else (a bank, a dense layer with random weights) runs tap by tap (``taps.py``),
 per channel pair or as one channel-mixing product per tap, whichever costs less. Every
 factorisation is checked against the weight it replaces; planning costs a few passes over the
-weight, never more than the convolution it plans.
+weight, never more than the convolution it plans. ``K`` may run through OpenCV's filters
+(``native.py``) where the cost model says they win; a depthwise ``K`` with a padding OpenCV has
+is then filtered straight from the image rows, with no strip loaded.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
 
 from .geometry import Geometry
+from .native import Native, NativeSeparable, cheap_expansion, expand, image_route, native_methods
 from .spatial import (
     EXACT,
     FFT,
@@ -37,16 +41,31 @@ FFT_MIN_TAPS = 100
 MATMUL_MIX_ENTRIES = 16
 # A weight whose kernels differ per channel pair is planned pair by pair up to this many pairs.
 MAX_PAIRS = 64
+# An OpenCV strip holds this many output rows per row of halo, as its float32 result, halo
+# included, fits in NATIVE_STRIP_BYTES (a few per thread beside the output).
+NATIVE_HALO_SHARE = 8
+NATIVE_STRIP_BYTES = 20 << 20
+# Strips filtered straight from the image hold this many output rows per row of halo, within
+# NATIVE_BLOCK_BYTES of float32 output.
+NATIVE_IMAGE_HALOS = 32
+NATIVE_BLOCK_BYTES = 32 << 20
 
 
 def make_plan(
-    weight: np.ndarray, groups: int, image_shape: tuple[int, int, int], geo: Geometry, eight_bit: bool, finite: bool
+    weight: np.ndarray,
+    groups: int,
+    image_shape: tuple[int, int, int],
+    geo: Geometry,
+    eight_bit: bool,
+    finite: bool,
+    native: np.dtype | None = None,
 ) -> Plan:
     """The cheapest exact plan for ``weight`` [O, C/g, kh, kw] on an image of ``image_shape``.
 
     ``eight_bit``: the image is uint8 (integer taps are exact); ``finite``: it holds no NaN or
     infinity (otherwise only plans that skip zero weights are used, so a non-finite pixel
-    reaches exactly the outputs whose non-zero taps read it).
+    reaches exactly the outputs whose non-zero taps read it); ``native``: the dtype an unmixed
+    strip is loaded as for OpenCV's filters, or None to use the NumPy methods only.
     """
     kh, kw = weight.shape[2:]
     # a padded strip of even one output row beyond the limit (a dilated kernel's halo), or one
@@ -61,12 +80,12 @@ def make_plan(
     candidates = [General(weight, groups)]
     if finite:
         candidates.append(TapMatmul(weight, groups))
-    factored = factor(weight, groups, image_shape[2], geo, eight_bit, finite)
+    factored = factor(weight, groups, image_shape[2], geo, eight_bit, finite, native)
     if factored is not None and geo.stride[1] == 1:
         return factored
     wide = [factored] if factored is not None else []
     if finite and kh * kw >= FFT_MIN_TAPS and np.count_nonzero(np.any(weight, axis=(2, 3))) <= MAX_PAIRS:
-        wide.append(PerPair(weight, groups, geo))
+        wide.append(PerPair(weight, groups, geo, native))
     # these compute every column and keep every stride-th; the others compute only those kept
     return min([*candidates, *wide], key=lambda plan: plan.cost * (geo.stride[1] if plan in wide else 1))
 
@@ -78,12 +97,13 @@ def _strip_load_per_row(geo: Geometry) -> float:
 
 
 def spatial_method(
-    kernel: np.ndarray, geo: Geometry, eight_bit: bool = False, finite: bool = True
-) -> Direct | Separable | RowMatmul | FFT:
+    kernel: np.ndarray, geo: Geometry, eight_bit: bool = False, finite: bool = True, native: np.dtype | None = None
+) -> Direct | Separable | RowMatmul | FFT | Native:
     """The cheapest exact way to apply ``kernel``: direct taps (in integers on ``eight_bit``
-    input where the kernel allows), a rank-1/2 split, row matrix products, or an FFT; each
-    method's cost is in passes over a strip, as measured. Without ``finite`` input only direct
-    taps, which skip zero weights, keep a non-finite pixel to the outputs that read it."""
+    input where the kernel allows), a rank-1/2 split, row matrix products, an FFT, or (with
+    ``native``, the dtype of the strip) OpenCV's box, separable or 2-D filter; each method's
+    cost is in passes over a strip, as measured. Without ``finite`` input only direct taps,
+    which skip zero weights, keep a non-finite pixel to the outputs that read it."""
     candidates = [Direct(kernel)]
     if eight_bit and (integer := IntegerDirect.for_kernel(kernel)) is not None:
         candidates.append(integer)
@@ -91,14 +111,23 @@ def spatial_method(
         return candidates[0]
     if kernel.size >= FFT_MIN_TAPS:
         candidates.append(FFT(kernel, geo.dilation, geo.stride[0], geo.out_width))
+    terms = None
     if min(kernel.shape) > 1:
         candidates.append(RowMatmul(kernel))
         terms = low_rank(kernel, max_rank=1)
+    if native is not None:
+        candidates += native_methods(kernel, terms, geo.dilation, native, geo.stride[0])
+    if min(kernel.shape) > 1 and terms is None:
         # a rank-2 split needs an SVD (seconds for 255×255): only where it could be the cheapest
-        if terms is None and Separable.passes(2, kernel.shape) < min(method.cost for method in candidates):
-            terms = low_rank(kernel)
-        if terms is not None:
+        rank2 = Separable.passes(2, kernel.shape)
+        if native is not None and cheap_expansion(kernel.shape, geo.dilation):
+            rank2 = min(rank2, NativeSeparable.passes(2, expand(kernel, geo.dilation).shape, geo.stride[0]))
+        if rank2 < min(method.cost for method in candidates) and (terms := low_rank(kernel)) is not None:
             candidates.append(Separable(terms))
+            if native is not None and cheap_expansion(kernel.shape, geo.dilation):
+                candidates.append(NativeSeparable(terms, geo.dilation, native, geo.stride[0]))
+    elif terms is not None:
+        candidates.append(Separable(terms))
     return min(candidates, key=lambda method: method.cost)
 
 
@@ -122,7 +151,7 @@ class Factored(Plan):
     pre: np.ndarray | None  # (C', C)
     post: np.ndarray | None  # (O, C')
     channels: int
-    spatial: Direct | Separable | RowMatmul | FFT
+    spatial: Direct | Separable | RowMatmul | FFT | Native
     finite: bool = True
 
     @property
@@ -140,7 +169,36 @@ class Factored(Plan):
             return max(1, min(max(8, max(FFT_STRIP_ROWS, geo.reach[0]) // geo.stride[0]), fits))
         if isinstance(self.spatial, RowMatmul):
             return max(4, min(rows, 4 * rows // self.spatial.kernel.shape[1]))
+        if (
+            isinstance(self.spatial, Native)
+            and self.pre is None
+            and self.post is None
+            and image_route(conv, self.spatial)
+        ):
+            # straight from the image, each strip computes about three halos again at its cuts:
+            # tall strips keep that small, within a budget for the float32 block it hands over
+            fits = NATIVE_BLOCK_BYTES // (4 * geo.out_width * conv.out_channels)
+            want = max(rows, min(NATIVE_IMAGE_HALOS * geo.reach[0], fits))
+            # then an even share for the threads, so that none waits for the last
+            count = -(-geo.out_height // want)
+            count += -count % (os.cpu_count() or 1)
+            return max(rows, geo.reach[0], -(-geo.out_height // count))
+        if isinstance(self.spatial, Native):
+            # OpenCV filters the halo rows too: tall enough that they stay a small share, within
+            # a budget for the float32 result of the whole strip, halo included
+            fits = (NATIVE_STRIP_BYTES // (4 * geo.padded_width * conv.x.shape[2]) - geo.reach[0]) // geo.stride[0]
+            return max(1, min(max(rows, NATIVE_HALO_SHARE * geo.reach[0] // geo.stride[0]), max(rows, fits)))
         return rows
+
+    def compute(self, conv, r0: int, n: int, out: np.ndarray, scratch: Scratch, collapse: bool = False) -> None:
+        """Compute output rows ``r0 … r0+n-1`` of ``conv`` into ``out``: straight from the image
+        where OpenCV's filter can read it (``native.image_route``), else from a loaded strip."""
+        if self.pre is None and self.post is None and not collapse and n >= conv.geometry.reach[0]:
+            route = image_route(conv, self.spatial)
+            if route is not None:
+                self.spatial.filter_rows(conv.x, r0, n, out, route, scratch)
+                return
+        super().compute(conv, r0, n, out, scratch, collapse)
 
     @property
     def replicated(self) -> bool:
@@ -162,7 +220,8 @@ class Factored(Plan):
             mix(strip, self.pre, mixed, scratch.get("pre_tmp", strip.shape[:2]), self.finite)
             strip = mixed
         if col_step > 1:
-            if isinstance(self.spatial, FFT):  # columns no output reads must not round into the others
+            # columns no output reads must not round into the others through a transform
+            if isinstance(self.spatial, FFT) or getattr(self.spatial, "transform", False):
                 read = np.zeros(strip.shape[1], bool)
                 for j in range(self.spatial.kernel.shape[1]):
                     read[j * dilation[1] : j * dilation[1] + (width - 1) * col_step + 1 : col_step] = True
@@ -189,11 +248,12 @@ class PerPair(Plan):
     copies of the strip: for a few large kernels that differ per channel (a depthwise bank of
     255×255 kernels), which tap-by-tap plans would apply in ``kh·kw`` passes each."""
 
-    def __init__(self, weight: np.ndarray, groups: int, geo: Geometry) -> None:
+    def __init__(self, weight: np.ndarray, groups: int, geo: Geometry, native: np.dtype | None = None) -> None:
         out_channels, group_in = weight.shape[:2]
         group_out = out_channels // groups
+        planes = None if native is None else np.dtype(np.float32)  # planar copies are float32
         self.pairs = [
-            (o, (o // group_out) * group_in + c, spatial_method(weight[o, c], geo))
+            (o, (o // group_out) * group_in + c, spatial_method(weight[o, c], geo, native=planes))
             for o in range(out_channels)
             for c in range(group_in)
             if np.any(weight[o, c])
@@ -237,16 +297,19 @@ def factor(
     geo: Geometry,
     eight_bit: bool = False,
     finite: bool = True,
+    native: np.dtype | None = None,
 ) -> Factored | None:
     """Factor ``weight`` [O, C/g, kh, kw] as ``M ⊗ K`` (exactly, to float32 rounding), or None.
-    ``eight_bit``: the image is uint8, so ``K`` may run in integers where nothing is mixed first."""
+    ``eight_bit``: the image is uint8, so ``K`` may run in integers where nothing is mixed first;
+    ``native``: the dtype an unmixed strip is loaded as for OpenCV (None: NumPy only)."""
     split = mixing_split(weight, groups, in_channels)
     if split is None:
         return None
     matrix, kernel = split
     out_channels = weight.shape[0]
-    spatial = spatial_method(kernel, geo, False, finite)
-    direct = spatial_method(kernel, geo, eight_bit, finite)  # for the strip as loaded, unmixed
+    mixed = None if native is None else np.dtype(np.float32)  # a mixed strip is float32
+    spatial = spatial_method(kernel, geo, False, finite, mixed)
+    direct = spatial_method(kernel, geo, eight_bit, finite, native)  # for the strip as loaded, unmixed
     if out_channels == in_channels and np.array_equal(matrix, np.diag(np.diag(matrix))):
         if np.all(np.diag(matrix) == 1):
             return Factored(None, None, in_channels, direct, finite)  # depthwise, one kernel for all

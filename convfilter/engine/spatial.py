@@ -12,6 +12,8 @@ kind NumPy runs at full speed. Three ways to apply the kernel, chosen per kernel
 - ``FFT``: overlap-save over the strip with NumPy's FFT, for large kernels of full rank.
 
 Each has a ``cost``, in passes over the strip, measured on a 12 MP photo; the cheapest wins.
+OpenCV's box, separable and 2-D filters (``native.py``) compete in the same units; these NumPy
+methods are the reference they are tested against (``CONVFILTER_ENGINE=numpy`` uses only them).
 """
 
 from __future__ import annotations
