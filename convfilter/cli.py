@@ -6,17 +6,15 @@ The library modules are imported inside the commands, so that ``--help`` stays q
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
 import click
 
-from . import __version__
+from . import __version__, interrupts
 from .commands import gallery_command, list_command, params_command, show_command
 from .errors import ConvFilterError, ImageError, UsageError
 from .guards import DEFAULT_MAX_PIXELS, Limits
@@ -36,7 +34,9 @@ Other commands:
 
 \b
 Exit status: 0 all written; 1 a failure while processing (unreadable image, write
-failure); 2 a usage or kernel error, found before any image is written; 130 interrupted."""
+failure; in a batch, any file failed); 2 a usage or kernel error, found before any image
+is written; 130 interrupted (Ctrl-C), 143 terminated (SIGTERM), 129 hung up (SIGHUP):
+finished outputs stay, no partial file is left."""
 
 
 def _fail(message: str, code: int) -> None:
@@ -72,7 +72,11 @@ class Main(click.Group):
         _debug["on"] = False
         extra.pop("standalone_mode", None)
         try:
-            code = super().main(args=args, prog_name=prog_name or "convfilter", standalone_mode=False, **extra)
+            # SIGINT, SIGTERM and SIGHUP end the run as one exception: temporary files removed, exit 128 + N
+            with interrupts.handled():
+                code = super().main(args=args, prog_name=prog_name or "convfilter", standalone_mode=False, **extra)
+        except interrupts.Interrupted as stop:
+            _fail(stop.message, stop.exit_code)
         except click.exceptions.Abort:
             _fail("interrupted", EXIT_INTERRUPTED)
         except KeyboardInterrupt:
@@ -203,77 +207,9 @@ def filter_command(
 
 def _batch(planned, kernel, options, jobs, fail_fast, cluster, as_json, quiet) -> int:
     """Several inputs, or a folder, into a folder: one line per failure, a summary last."""
-    from .batch import worker_limit
+    from .batchrun import run_batch
 
-    connection, requested = None, jobs or 0
-    if cluster:
-        from . import cluster as dask_cluster
-
-        requested = dask_cluster.local_workers(cluster) or 0
-    if requested > worker_limit() and not quiet:
-        click.echo(f"convfilter: note: {requested} workers lowered to {worker_limit()} (4 per core)", err=True)
-    if cluster:  # connected before any folder is made; a local cluster starts no more workers than files
-        connection = dask_cluster.connect(cluster, min(worker_limit(), max(1, len(planned.jobs))))
-    try:
-        return _run_batch(planned, kernel, options, jobs, connection, fail_fast, as_json, quiet)
-    finally:
-        if connection is not None:
-            dask_cluster.close(connection)
-
-
-def _run_batch(planned, kernel, options, jobs, connection, fail_fast, as_json, quiet) -> int:
-    from . import batch
-    from .pipeline import Result
-
-    try:
-        planned.folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:  # a broken link, a file on the way, no permission
-        raise UsageError(f"output {planned.folder}: cannot make the folder ({error.strerror})") from None
-    if connection is not None:
-        from . import cluster as dask_cluster
-
-        dask_cluster.check_writable(planned.folder)
-    counts = {"written": 0, "failed": 0, "skipped": 0}
-    start = time.perf_counter()
-    show_bar = not as_json and not quiet and sys.stderr.isatty() and planned.jobs
-    progress = (
-        click.progressbar(
-            length=len(planned.jobs),
-            label="filtering",
-            file=sys.stderr,
-            show_pos=True,
-            show_eta=True,
-            item_show_func=lambda _: _rate(counts, start),
-        )
-        if show_bar
-        else contextlib.nullcontext()
-    )
-    bar = None
-
-    def record(result: Result) -> bool:
-        counts[result.status] += 1
-        if as_json:
-            click.echo(json.dumps(result.to_json()))
-        if result.status == "failed":
-            reason = result.error if result.input in (result.error or "") else f"{result.input}: {result.error}"
-            click.echo(f"convfilter: error: {' '.join(reason.split())}", err=True)
-        if bar is not None and result.status != "skipped":
-            bar.update(1, result)
-        return not (fail_fast and result.status == "failed")
-
-    for source, target, reason in planned.skipped:
-        record(Result(source, target, "skipped", error=reason))
-    try:
-        with progress as bar:
-            if connection is not None:
-                dask_cluster.run_on_cluster(planned.jobs, kernel, options, connection, record)
-            else:
-                batch.run(planned.jobs, kernel, options, batch.worker_count(jobs, len(planned.jobs)), record)
-    finally:
-        if not quiet or counts["failed"]:
-            summary = f"{counts['written']} written, {counts['failed']} failed, {counts['skipped']} skipped"
-            click.echo(f"{summary} in {time.perf_counter() - start:.1f} s", err=True)
-    return 1 if counts["failed"] else 0
+    return run_batch(planned, kernel, options, jobs, fail_fast, cluster, as_json, quiet)
 
 
 def _is_terminal(stream) -> bool:
@@ -282,11 +218,6 @@ def _is_terminal(stream) -> bool:
         return stream is not None and stream.isatty()
     except ValueError:
         return False
-
-
-def _rate(counts: dict, start: float) -> str:
-    done = counts["written"] + counts["failed"]
-    return f"{done / max(time.perf_counter() - start, 1e-9):.1f} files/s"
 
 
 def _write_stdout(data: bytes) -> None:

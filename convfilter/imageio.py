@@ -6,9 +6,9 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import secrets
 import stat
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -307,25 +307,27 @@ def encode_image(
 
 def write_atomic(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename, so
-    that ``path`` holds either its old content or all of the new one, never a part."""
+    that ``path`` holds either its old content or all of the new one, never a part. The
+    temporary file is named before it is made, so that an interruption at any point removes it."""
     path = Path(path)
     # the temporary name adds 25 bytes to the output's: shorten its copy of the name so that any
     # name the file system takes (255 bytes) still leaves room
     stem = os.fsencode(path.name)[:200].decode(errors="ignore")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    temp = fd = None
     try:
-        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{stem}.", suffix=".convfilter-tmp")
-    except OSError as error:
-        raise ImageError(f"output {path}: cannot write in {path.parent} ({error.strerror})") from None
-    try:
+        while fd is None:
+            temp = path.parent / f".{stem}.{secrets.token_hex(4)}.convfilter-tmp"
+            with contextlib.suppress(FileExistsError):
+                fd = os.open(temp, flags, 0o666)  # the umask gives the usual permissions of a new file
         with os.fdopen(fd, "wb") as stream:
             stream.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions of a new file
         os.replace(temp, path)
     except BaseException as error:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
+        if temp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
         if isinstance(error, OSError):
-            raise ImageError(f"output {path}: cannot write ({error.strerror})") from None
+            where = f"cannot write in {path.parent}" if fd is None else "cannot write"
+            raise ImageError(f"output {path}: {where} ({error.strerror})") from None
         raise

@@ -8,6 +8,7 @@ an input, two inputs onto one output, a missing folder, a format that cannot be 
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,12 +37,15 @@ class Job:
 
 @dataclass
 class Outputs:
-    """The jobs, what was passed over while finding them as (input, output, reason), and the
-    folder a batch writes into (None for one file)."""
+    """The jobs, what was passed over while finding them as (input, output, reason), the inputs
+    that failed before any work as (input, output, one-line error) — a folder that cannot be
+    read, a named input that is not a regular file — and the folder a batch writes into (None
+    for one file)."""
 
     jobs: list[Job]
     skipped: list[tuple[str, str, str]] = field(default_factory=list)
     folder: Path | None = None
+    failed: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 def output_format(path: str | Path) -> str:
@@ -93,7 +97,7 @@ def plan_outputs(
         inputs = ("-",)
     if "" in inputs:  # Path("") is the current folder: never filter it by accident
         raise UsageError("input '': an empty name; give a file or a folder (. for the current one)")
-    if len(inputs) > 1 or Path(inputs[0]).is_dir():
+    if len(inputs) > 1 or _kind(Path(inputs[0])) == "folder":
         return _batch(inputs, output, ext, recursive, skip_existing)
     return Outputs([_single(inputs[0], output, fmt, ext, stdout_is_terminal)])
 
@@ -109,7 +113,7 @@ def _single(source: str, output: str | None, fmt: str | None, ext: str | None, s
             raise UsageError("standard output is a terminal: binary image data is not written there; give -o FILE")
         return Job(input_path, None, FORMATS[ext] if ext else None)
     out_path = Path(output)
-    if out_path.is_dir() or output.endswith(os.sep):
+    if _kind(out_path) == "folder" or output.endswith(os.sep):
         # into a folder: named as a batch names it (--format's extension, or a writable one)
         return _checked(_job(input_path, out_path / ("stdin.png" if input_path is None else input_path.name), ext))
     out_format = output_format(out_path)
@@ -119,9 +123,9 @@ def _single(source: str, output: str | None, fmt: str | None, ext: str | None, s
 
 
 def _checked(job: Job) -> Job:
-    if not job.output.parent.is_dir():
+    if _kind(job.output.parent) != "folder":
         raise UsageError(f"output {job.output}: the folder {job.output.parent} does not exist")
-    if job.input is not None and job.input.exists():
+    if job.input is not None and _kind(job.input) is not None:  # one that cannot be reached fails on reading
         check_writable_over(job.output, [job.input])
     return job
 
@@ -132,27 +136,31 @@ def _batch(inputs: tuple[str, ...], output: str | None, ext: str | None, recursi
     if output is None or output == "-":
         raise UsageError("several inputs, or a folder, need -o FOLDER for the outputs")
     folder = Path(output)
-    names_a_file = folder.suffix.lower().lstrip(".") in FORMATS
-    if (folder.exists() and not folder.is_dir()) or (not folder.exists() and names_a_file):
+    names_a_file, folder_kind = folder.suffix.lower().lstrip(".") in FORMATS, _kind(folder)
+    if folder_kind not in ("folder", None) or (folder_kind is None and names_a_file):
         raise UsageError(f"several inputs, or a folder, need -o FOLDER; {folder} names a file")
-    jobs, skipped = [], []
+    jobs, skipped, failed = [], [], []
     for item in inputs:
         path = Path(item)
-        if path.is_dir():
-            for file in _walk(path, recursive, folder.resolve()):
-                if file.suffix.lower().lstrip(".") not in READABLE:
+        kind = _kind(path)
+        if kind == "folder":
+            for file, status, reason in _walk(path, recursive, Path(os.path.realpath(folder))):
+                if status != "file":
+                    (failed if status == "failed" else skipped).append((str(file), "", reason))
+                elif file.suffix.lower().lstrip(".") not in READABLE:
                     skipped.append((str(file), "", "not an image file (by its extension)"))
-                    continue
-                jobs.append(_job(file, folder / file.relative_to(path), ext))
-        elif path.is_file() or not path.exists():
-            jobs.append(_job(path, folder / path.name, ext))  # a missing file fails on its own, the rest go on
-        else:
-            raise UsageError(f"input {item}: neither a file nor a folder")
+                else:
+                    jobs.append(_job(file, folder / file.relative_to(path), ext))
+        elif kind in ("file", None):  # a missing or unreachable file fails on its own, the rest go on
+            jobs.append(_job(path, folder / path.name, ext))
+        else:  # never opened: reading a FIFO or a device could wait forever
+            failed.append((item, "", f"input {item}: not a regular file ({kind}); give an image file or a folder"))
     _check_collisions(jobs)
     if skip_existing:
-        skipped += [(str(job.input), str(job.output), "output exists") for job in jobs if job.output.exists()]
-        jobs = [job for job in jobs if not job.output.exists()]
-    return Outputs(jobs, skipped, folder)
+        existing = {job for job in jobs if os.path.exists(job.output)}
+        skipped += [(str(job.input), str(job.output), "output exists") for job in jobs if job in existing]
+        jobs = [job for job in jobs if job not in existing]
+    return Outputs(jobs, skipped, folder, failed)
 
 
 def _job(source: Path | None, target: Path, ext: str | None) -> Job:
@@ -167,20 +175,46 @@ def _job(source: Path | None, target: Path, ext: str | None) -> Job:
     return Job(source, target.with_suffix("." + replacement), FORMATS[replacement])
 
 
-def _walk(folder: Path, recursive: bool, exclude: Path, seen: set | None = None) -> Iterator[Path]:
-    """Files under ``folder`` (sorted, hidden ones and ``exclude``'s subtree left out); a folder
-    reached again through a link (a loop) is not descended into twice."""
-    seen = {folder.resolve()} if seen is None else seen
-    for entry in sorted(folder.iterdir()):
-        if entry.name.startswith("."):
+def _walk(folder: Path, recursive: bool, exclude: Path) -> Iterator[tuple[Path, str, str | None]]:
+    """What is under ``folder``, in name order, hidden entries and ``exclude``'s subtree left out:
+    ``(path, "file", None)`` for a regular file, ``(path, "skipped", why)`` for an entry that is
+    not one, and ``(folder, "failed", why)`` for a folder that cannot be listed (the rest of the
+    tree is still walked). With ``recursive``, sub-folders are walked too, each once: a link to a
+    folder inside the tree (walked under its own name) or to one holding the tree (a loop) is not
+    followed."""
+    root = Path(os.path.realpath(folder))
+    seen = {root}
+    listings = []  # a stack of the folders being walked, not recursion: a tree may be deeper than Python's stack
+    try:
+        listings.append(_listing(folder))
+    except OSError as error:
+        yield folder, "failed", f"input {folder}: cannot read the folder ({error.strerror or error})"
+    while listings:
+        entry = next(listings[-1], None)
+        if entry is None:
+            listings.pop()
             continue
-        if entry.is_dir():
-            real = entry.resolve()
-            if recursive and real != exclude and real not in seen:
-                seen.add(real)
-                yield from _walk(entry, recursive, exclude, seen)
-        elif entry.is_file():
-            yield entry
+        path = Path(entry.path)
+        if _is_dir(entry):
+            real = Path(os.path.realpath(path))
+            linked = entry.is_symlink() and (real.is_relative_to(root) or root.is_relative_to(real))
+            if not recursive or real in seen or real == exclude or linked:
+                continue
+            seen.add(real)
+            try:
+                listings.append(_listing(path))
+            except OSError as error:
+                yield path, "failed", f"input {path}: cannot read the folder ({error.strerror or error})"
+        elif _is_file(entry):
+            yield path, "file", None
+        else:
+            yield path, "skipped", _not_regular_reason(path)
+
+
+def _listing(folder: Path) -> Iterator[os.DirEntry]:
+    """The entries of ``folder`` but hidden ones, in name order; an ``OSError`` if it cannot be read."""
+    with os.scandir(folder) as entries:
+        return iter(sorted((entry for entry in entries if not entry.name.startswith(".")), key=lambda e: e.name))
 
 
 def _check_collisions(jobs: list[Job]) -> None:
@@ -197,6 +231,72 @@ def _check_collisions(jobs: list[Job]) -> None:
         seen[target] = job.input
         if _identity(job.output) in inputs:
             raise UsageError(f"output {job.output}: is an input; writing over an input is refused")
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:  # not even its type can be known: let reading it fail on its own
+        return False
+
+
+def _is_file(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_file()
+    except OSError:  # a link that cannot be followed: passed over, with the reason
+        return False
+
+
+def _kind(path: Path) -> str | None:
+    """``folder``, ``file``, None when it cannot be known (missing, no permission: reading it
+    will say), or what else it is (``a FIFO``, ``a socket``, ``a device``)."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    if stat.S_ISDIR(mode):
+        return "folder"
+    if stat.S_ISREG(mode):
+        return "file"
+    return _mode_name(mode)
+
+
+def _mode_name(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a file"
+
+
+def _not_regular_reason(path: Path) -> str:
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "a link to nothing"
+    except OSError as error:  # a loop of links, no permission
+        return f"cannot be followed ({error.strerror})"
+    return f"not a regular file ({_mode_name(mode)})"
+
+
+def not_regular(path: Path) -> str | None:
+    """What ``path`` is when it exists and is not a regular file or a folder (``a FIFO``,
+    ``a socket``, ``a device``), found without opening it; None otherwise."""
+    kind = _kind(path)
+    return None if kind in ("file", "folder", None) else kind
+
+
+def file_state(path: Path | None) -> tuple[int, int, int, int] | None:
+    """The identity of the file at ``path`` — device, inode, modification time (ns) and size —
+    or None when there is none. An atomic write renames a new inode into place, so a changed
+    state means a new file, whatever the clocks say."""
+    try:
+        status = os.stat(path)
+    except (OSError, TypeError, ValueError):
+        return None
+    return status.st_dev, status.st_ino, status.st_mtime_ns, status.st_size
 
 
 def _identity(path: Path) -> tuple[int, int] | None:

@@ -31,8 +31,12 @@ def folder(tmp_path):
 
 
 def summary(result) -> tuple[int, int, int]:
-    match = SUMMARY.match(result.stderr.strip().splitlines()[-1])
-    assert match, result.stderr
+    return summary_counts(result.stderr.strip().splitlines()[-1])
+
+
+def summary_counts(line: str) -> tuple[int, int, int]:
+    match = SUMMARY.match(line)
+    assert match, line
     return tuple(int(g) for g in match.groups())
 
 
@@ -156,6 +160,9 @@ def test_interrupt_keeps_finished_outputs_and_no_partial_file(tmp_path, convfilt
     names = os.listdir(out)
     assert all(name.endswith(".png") and not name.startswith(".") for name in names), names  # no temp file
     assert 3 <= len(names) < 60
+    # the summary counts every output on disk; the error line follows it, with no blank line
+    *_, last_but_one, last = stderr.decode().splitlines()
+    assert summary_counts(last_but_one) == (len(names), 0, 0) and last == "convfilter: error: interrupted"
     for name in names:
         assert Image.open(out / name).size == (512, 512)
         np.asarray(Image.open(out / name))  # decodes whole

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import shutil
 import signal
+import socket
 import subprocess
 import sys
-import time
 
 import distributed
 import pytest
@@ -18,6 +19,8 @@ from conftest import SAMPLES, SUMMARY, copies_of_a_photo, wait_for_outputs
 from PIL import Image
 
 from convfilter.cli import cli
+from convfilter.outputs import Job
+from convfilter.pipeline import Options
 
 
 @pytest.fixture(scope="module")
@@ -92,18 +95,32 @@ def test_without_dask_it_says_how_to_install_it(photos, tmp_path, monkeypatch):
 def test_a_file_written_by_a_worker_that_died_is_not_written_again(tmp_path):
     from convfilter import load_kernel
     from convfilter.cluster import process_once
-    from convfilter.outputs import Job
-    from convfilter.pipeline import Options
+    from convfilter.outputs import file_state
 
     job = Job(SAMPLES / "camera.png", tmp_path / "camera.png", "png")
-    started = time.time() - 1
-    first = process_once(job, load_kernel("box"), Options("png"), started)
+    before = file_state(job.output)  # None: no output yet
+    first = process_once(job, before, load_kernel("box"), Options("png"))
     inode = (tmp_path / "camera.png").stat().st_ino
-    again = process_once(job, load_kernel("box"), Options("png"), started)
+    again = process_once(job, before, load_kernel("box"), Options("png"))  # a retry after the worker died
     assert first.status == again.status == "written"
     assert (tmp_path / "camera.png").stat().st_ino == inode  # not replaced
-    old = process_once(job, load_kernel("box"), Options("png"), time.time() + 60)  # an output from before: redone
+    # an output as it was before the batch is written, whatever its time says (clocks are not trusted)
+    os.utime(job.output, (2**31, 2**31))  # 2038
+    old = process_once(job, file_state(job.output), load_kernel("box"), Options("png"))
     assert old.status == "written" and (tmp_path / "camera.png").stat().st_ino != inode
+
+
+def test_an_output_from_the_future_is_still_replaced(photos, tmp_path, convfilter_command):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "camera.png").write_bytes(b"old output")
+    os.utime(out / "camera.png", (1893456000, 1893456000))  # 2030-01-01: a clock ahead, a copied file
+    done = run_cli(convfilter_command, "edge", photos / "camera.png", photos / "cat.jpeg", "-o", out,
+                   "--cluster", "local:1", "-q")  # fmt: skip
+    assert (done.returncode, done.stderr) == (0, "")
+    single = tmp_path / "single.png"
+    assert run_cli(convfilter_command, "edge", photos / "camera.png", "-o", single, "-q").returncode == 0
+    assert (out / "camera.png").read_bytes() == single.read_bytes()
 
 
 def test_unwritable_output_folder_is_refused_at_the_start(tmp_path, monkeypatch):
@@ -140,3 +157,29 @@ def test_a_worker_killed_mid_run_loses_nothing(cluster, tmp_path, convfilter_com
     for name in names:
         assert Image.open(out / name).size == (512, 512)
         Image.open(out / name).load()  # whole
+
+
+def run_limited(command, *args, cwd):
+    """The installed command under a memory limit, as the hardening tests run it."""
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+
+    return subprocess.run([command, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=60,
+                          preexec_fn=limit)  # fmt: skip
+
+
+def test_a_cluster_address_that_is_not_one_is_a_usage_error(photos, tmp_path, convfilter_command):
+    done = run_limited(convfilter_command, "edge", "in", "-o", "out", "--cluster", "foo://x", cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert re.match(r"convfilter: error: option --cluster: 'foo://x' is not a scheduler's address \(unknown address "
+                    r"scheme 'foo'.*\); give tcp://HOST:PORT", done.stderr)  # fmt: skip
+    with socket.socket() as probe:  # a port where nothing listens
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    done = run_limited(convfilter_command, "edge", "in", "-o", "out", "--cluster", address, cwd=tmp_path)
+    assert (done.returncode, done.stderr) == (
+        2, f"convfilter: error: option --cluster: cannot reach a Dask scheduler at {address} (Connection refused)\n",
+    )  # fmt: skip
+    assert not (tmp_path / "out").exists()

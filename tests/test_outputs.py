@@ -4,6 +4,7 @@ files whose extensions are read but not written (through the installed command).
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -130,3 +131,48 @@ def test_an_output_name_as_long_as_the_file_system_takes(convfilter_command, tmp
                           capture_output=True, text=True, timeout=60)  # fmt: skip
     assert (done.returncode, done.stderr) == (0, "")
     assert os.listdir(tmp_path) == [name]
+
+
+def test_a_file_state_tells_a_new_file_from_the_old_one_whatever_the_clocks_say(tmp_path):
+    from convfilter.outputs import file_state
+
+    path, new = tmp_path / "a.png", tmp_path / "new.png"
+    assert file_state(path) is None
+    for name in (path, new):  # the same size and time, a year ahead of the clock
+        name.write_bytes(b"0123456789")
+        os.utime(name, (1893456000, 1893456000))
+    old = file_state(path)
+    assert file_state(path) == old
+    os.replace(new, path)  # as an atomic write puts its output in place
+    assert file_state(path) != old and file_state(path)[2:] == old[2:]
+
+
+def test_what_is_not_a_regular_file_is_told_without_opening_it(tmp_path):
+    from convfilter.outputs import not_regular
+
+    os.mkfifo(tmp_path / "pipe")  # opening it to read would wait for a writer
+    (tmp_path / "file.png").write_bytes(b"")
+    assert not_regular(tmp_path / "pipe") == "a FIFO"
+    assert not_regular(tmp_path / "file.png") is None and not_regular(tmp_path) is None
+    assert not_regular(tmp_path / "missing.png") is None  # reading it will say
+
+
+def test_a_folder_that_cannot_be_listed_is_a_failure_record(tmp_path, monkeypatch):
+    # as an unreadable folder is for a user without root's rights: the listing of one folder fails
+    (tmp_path / "in").mkdir()
+    for name in ("cat.jpeg", "camera.png", "logo.png", "coffee.png"):
+        shutil.copy(SAMPLES / name, tmp_path / "in" / name)
+    (tmp_path / "in" / "sub").mkdir()
+    shutil.copy(SAMPLES / "logo.png", tmp_path / "in" / "sub" / "logo.png")
+    scandir = os.scandir
+
+    def refuse(path):
+        if Path(path).name == "sub":
+            raise PermissionError(13, "Permission denied", str(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refuse)
+    planned = plan_outputs((str(tmp_path / "in"),), str(tmp_path / "out"), recursive=True)
+    assert len(planned.jobs) == 4
+    sub = tmp_path / "in" / "sub"
+    assert planned.failed == [(str(sub), "", f"input {sub}: cannot read the folder (Permission denied)")]
