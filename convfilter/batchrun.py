@@ -13,7 +13,7 @@ import time
 
 import click
 
-from .errors import UsageError
+from .outputs import make_folder
 
 
 def run_batch(planned, kernel, options, jobs, fail_fast, cluster, as_json, quiet) -> int:
@@ -41,10 +41,7 @@ def _run_batch(planned, kernel, options, jobs, connection, fail_fast, as_json, q
     from . import batch
     from .pipeline import Result
 
-    try:
-        planned.folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:  # a broken link, a file on the way, no permission
-        raise UsageError(f"output {planned.folder}: cannot make the folder ({error.strerror})") from None
+    make_folder(planned.folder)
     if connection is not None:
         from . import cluster as dask_cluster
 

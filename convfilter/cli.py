@@ -18,7 +18,17 @@ from . import __version__, interrupts
 from .commands import gallery_command, list_command, params_command, show_command
 from .errors import ConvFilterError, ImageError, UsageError
 from .guards import DEFAULT_MAX_PIXELS, Limits
-from .options import ALPHAS, BORDERS, FORMATS, RANGES, mix_options, param_option, parse_mix, parse_params
+from .options import (
+    ALPHAS,
+    BORDERS,
+    FORMATS,
+    RANGES,
+    complete_kernel,
+    mix_options,
+    param_option,
+    parse_mix,
+    parse_params,
+)
 
 EXIT_INTERRUPTED = 130
 SUBCOMMANDS_HELP = """\b
@@ -31,6 +41,7 @@ Other commands:
   convfilter params --in-channels C --out-channels O --kernel-size K [--groups G] [--bias]
                     [--size WxH] [--json]
                                   parameter and multiply-add calculator for any layer
+  convfilter --version            the version
 
 \b
 Exit status: 0 all written; 1 a failure while processing (unreadable image, write
@@ -60,6 +71,10 @@ class Main(click.Group):
         if args and args[0] in self.commands:
             return super().resolve_command(ctx, args)
         return "", filter_command, args
+
+    def shell_complete(self, ctx: click.Context, incomplete: str) -> list:
+        """The first word completes to a command word or a kernel (or a kernel file)."""
+        return [*super().shell_complete(ctx, incomplete), *complete_kernel(ctx, None, incomplete)]
 
     def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         """``convfilter --help`` is the filter command's help plus the other commands."""
@@ -119,9 +134,14 @@ def cli() -> None:
     epilog=SUBCOMMANDS_HELP,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-@click.argument("kernel_ref", metavar="KERNEL")
-@click.argument("inputs", metavar="[INPUT]...", nargs=-1)
-@click.option("-o", "--output", help="Output file (format from its extension), or - for standard output.")
+@click.argument("kernel_ref", metavar="KERNEL", shell_complete=complete_kernel)
+@click.argument("inputs", metavar="[INPUT]...", nargs=-1, type=click.Path())
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(),
+    help="Output file (format from its extension), - for standard output, or FOLDER/.",
+)
 @mix_options
 @param_option
 @click.option("--padding", type=click.Choice(BORDERS), help="Border handling; valid: no padding, a smaller output.")
@@ -135,7 +155,7 @@ def cli() -> None:
     help="Float to pixels.",
 )
 @click.option("--alpha", type=click.Choice(ALPHAS), help="Keep alpha aside, or filter it too.")
-@click.option("--format", "fmt", help=f"Output format for standard output ({', '.join(FORMATS)}).")
+@click.option("--format", "fmt", help=f"Output format for standard output or an output folder ({', '.join(FORMATS)}).")
 @click.option("--quality", type=click.IntRange(0, 100), default=95, show_default=True, help="JPEG/WebP quality.")
 @click.option("--compression", type=click.IntRange(0, 9), help="PNG compression level (default OpenCV's, 1).")
 @click.option(
@@ -164,7 +184,7 @@ def filter_command(
     """
     from . import library
     from .imageio import read_bytes, write_atomic
-    from .outputs import plan_outputs
+    from .outputs import make_folder, plan_outputs
     from .pipeline import Options, filter_bytes, filter_file
 
     kernel = library.load_kernel(kernel_ref, parse_params(params)).with_options(
@@ -187,6 +207,8 @@ def filter_command(
         raise UsageError("option --cluster: runs a batch; give a folder or several inputs and -o FOLDER")
     (job,) = planned.jobs
     options = replace(options, format=job.format)
+    if job.output is not None:
+        make_folder(job.output.parent)  # -o NEWDIR/ for one input makes the folder, as a batch does
     if job.input is None or job.output is None:
         data = read_bytes(job.input, options.limits)
         name = "<stdin>" if job.input is None else str(job.input)

@@ -11,7 +11,7 @@ import click
 
 from .channels import MAX_CHANNELS
 from .errors import UsageError
-from .options import mix_options, param_option, parse_mix, parse_params
+from .options import complete_kernel, mix_options, param_option, parse_mix, parse_params
 
 
 @click.command("list")
@@ -42,7 +42,7 @@ def list_command(as_json: bool) -> None:
 
 
 @click.command("show")
-@click.argument("kernel_ref", metavar="KERNEL")
+@click.argument("kernel_ref", metavar="KERNEL", shell_complete=complete_kernel)
 @param_option
 @click.option(
     "--channels",
@@ -134,7 +134,7 @@ def _list_model_layers(path: Path, as_json: bool) -> None:
 
 
 @click.command("gallery")
-@click.argument("image_path", metavar="IMAGE")
+@click.argument("image_path", metavar="IMAGE", type=click.Path())
 @click.option("-o", "--output", required=True, metavar="SHEET.png", help="The contact sheet to write.")
 @click.option("--width", type=click.IntRange(16, 2000), default=240, show_default=True, help="Tile width.")
 @click.option("--columns", type=click.IntRange(1, 50), default=5, show_default=True, help="Tiles per row.")

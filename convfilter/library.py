@@ -349,3 +349,15 @@ def _describe_file(file: Path, name: str) -> dict:
     data = read_yaml(data, source)
     check_mapping(data, name, source)
     return {key: value for key, value in describe(data, name).items() if key != "name"}
+
+
+def complete_kernel(ctx, param, text: str) -> list:
+    """Shell completion of a KERNEL argument: the kernel names that start with ``text``, or file
+    names when it looks like a path (or no name matches)."""
+    from click.shell_completion import CompletionItem
+
+    if "/" not in text and "." not in text:
+        names = [name for name in [*builtin_names(), *user_kernels()] if name.startswith(text)]
+        if names:
+            return [CompletionItem(name) for name in names]
+    return [CompletionItem(text, type="file")]

@@ -94,3 +94,11 @@ def mix_options(command):
     ):  # fmt: skip
         command = option(command)
     return command
+
+
+def complete_kernel(ctx, param, text: str) -> list:
+    """Shell completion of a KERNEL argument (``library.complete_kernel``, imported only when a
+    shell asks, so that the command starts quickly)."""
+    from .library import complete_kernel as complete
+
+    return complete(ctx, param, text)

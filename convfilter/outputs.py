@@ -114,16 +114,26 @@ def _single(source: str, output: str | None, fmt: str | None, ext: str | None, s
         return Job(input_path, None, FORMATS[ext] if ext else None)
     out_path = Path(output)
     if _kind(out_path) == "folder" or output.endswith(os.sep):
-        # into a folder: named as a batch names it (--format's extension, or a writable one)
-        return _checked(_job(input_path, out_path / ("stdin.png" if input_path is None else input_path.name), ext))
+        # into a folder, made if need be as a batch makes it: named as a batch names it
+        job = _job(input_path, out_path / ("stdin.png" if input_path is None else input_path.name), ext)
+        return _checked(job, new_folder=_kind(out_path) is None)
+
     out_format = output_format(out_path)
     if ext and FORMATS[ext] != out_format:
         raise UsageError(f"option --format {fmt}: the output {out_path} already asks for {out_format}")
     return _checked(Job(input_path, out_path, out_format))
 
 
-def _checked(job: Job) -> Job:
-    if _kind(job.output.parent) != "folder":
+def make_folder(folder: Path) -> None:
+    """Make the output folder ``folder`` and its parents; one line (a ``UsageError``) if it cannot be."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:  # a broken link, a file on the way, no permission, a read-only file system
+        raise UsageError(f"output {folder}: cannot make the folder ({error.strerror})") from None
+
+
+def _checked(job: Job, new_folder: bool = False) -> Job:
+    if not new_folder and _kind(job.output.parent) != "folder":
         raise UsageError(f"output {job.output}: the folder {job.output.parent} does not exist")
     if job.input is not None and _kind(job.input) is not None:  # one that cannot be reached fails on reading
         check_writable_over(job.output, [job.input])

@@ -5,7 +5,9 @@ in a note, channels-first arrays, and messages that point the right way."""
 from __future__ import annotations
 
 import io
+import os
 import struct
+import subprocess
 
 import numpy as np
 import pytest
@@ -227,3 +229,41 @@ def test_avif_is_refused_in_one_line(tmp_path, convfilter_command):
     (tmp_path / "in.avif").write_bytes(encoded(".avif", np.zeros((16, 16, 3), np.uint8)))
     done = _run(convfilter_command, tmp_path, "identity", "in.avif", "-o", "out.png")
     assert_clean_failure(done, 1, "AVIF and HEIF files are not read (their size cannot be checked before decoding)")
+
+
+def test_one_input_into_a_new_folder_makes_it(tmp_path, convfilter_command):
+    done = _run(convfilter_command, tmp_path, "edge", CAT, "-o", "new/deeper/", "-q")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "new" / "deeper" / "cat.jpeg").is_file()
+    done = _run(convfilter_command, tmp_path, "edge", CAT, "-o", "absent/out.png")  # a file in no folder: refused
+    assert_clean_failure(done, 2, "the folder absent does not exist")
+    (tmp_path / "a-file").write_text("in the way")
+    done = _run(convfilter_command, tmp_path, "edge", CAT, "-o", "a-file/sub/")
+    assert_clean_failure(done, 2, "output a-file/sub: cannot make the folder")
+
+
+def _complete(convfilter_command, words: str, index: int) -> list[str]:
+    environment = {**os.environ, "COMP_WORDS": words, "COMP_CWORD": str(index), "_CONVFILTER_COMPLETE": "bash_complete"}
+    done = subprocess.run([convfilter_command], env=environment, capture_output=True, text=True, timeout=30)
+    return done.stdout.split()
+
+
+def test_shell_completion_offers_kernels_commands_and_files(convfilter_command):
+    assert _complete(convfilter_command, "convfilter ga", 1) == ["plain,gallery", "plain,gaussian"]
+    assert "plain,sobel-x" in _complete(convfilter_command, "convfilter show so", 2)
+    assert _complete(convfilter_command, "convfilter ./my", 1) == ["file,./my"]  # a kernel file
+    assert _complete(convfilter_command, "convfilter edge pho", 2) == ["file,pho"]  # inputs are files
+    assert _complete(convfilter_command, "convfilter edge a.png -o ou", 4) == ["file,ou"]
+    source = subprocess.run(
+        [convfilter_command], env={**os.environ, "_CONVFILTER_COMPLETE": "bash_source"},
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert "complete " in source.stdout and "_CONVFILTER_COMPLETE" in source.stdout
+
+
+def test_help_names_the_version_and_what_format_does(convfilter_command):
+    done = subprocess.run([convfilter_command, "--help"], capture_output=True, text=True, timeout=30)
+    assert "convfilter --version" in done.stdout
+    assert "standard output or an output folder" in " ".join(done.stdout.split())
+    version = subprocess.run([convfilter_command, "--version"], capture_output=True, text=True, timeout=30)
+    assert version.stdout.startswith("convfilter ")
