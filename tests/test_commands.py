@@ -226,7 +226,7 @@ def run_installed(command, args, cwd, env=None, as_nobody=False):
     drop = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if as_nobody else []
     environment = {**os.environ, **(env or {})}
     return subprocess.run([*drop, command, *map(str, args)], cwd=cwd, env=environment, capture_output=True,
-                          text=True, timeout=30, preexec_fn=limit)  # fmt: skip
+                          text=True, timeout=120, preexec_fn=limit)  # fmt: skip
 
 
 def npy_header_only(path, shape, descr="<f4"):

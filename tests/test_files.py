@@ -244,7 +244,7 @@ def test_one_input_into_a_new_folder_makes_it(tmp_path, convfilter_command):
 
 def _complete(convfilter_command, words: str, index: int) -> list[str]:
     environment = {**os.environ, "COMP_WORDS": words, "COMP_CWORD": str(index), "_CONVFILTER_COMPLETE": "bash_complete"}
-    done = subprocess.run([convfilter_command], env=environment, capture_output=True, text=True, timeout=30)
+    done = subprocess.run([convfilter_command], env=environment, capture_output=True, text=True, timeout=120)
     return done.stdout.split()
 
 
@@ -256,14 +256,14 @@ def test_shell_completion_offers_kernels_commands_and_files(convfilter_command):
     assert _complete(convfilter_command, "convfilter edge a.png -o ou", 4) == ["file,ou"]
     source = subprocess.run(
         [convfilter_command], env={**os.environ, "_CONVFILTER_COMPLETE": "bash_source"},
-        capture_output=True, text=True, timeout=30,
+        capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert "complete " in source.stdout and "_CONVFILTER_COMPLETE" in source.stdout
 
 
 def test_help_names_the_version_and_what_format_does(convfilter_command):
-    done = subprocess.run([convfilter_command, "--help"], capture_output=True, text=True, timeout=30)
+    done = subprocess.run([convfilter_command, "--help"], capture_output=True, text=True, timeout=120)
     assert "convfilter --version" in done.stdout
     assert "standard output or an output folder" in " ".join(done.stdout.split())
-    version = subprocess.run([convfilter_command, "--version"], capture_output=True, text=True, timeout=30)
+    version = subprocess.run([convfilter_command, "--version"], capture_output=True, text=True, timeout=120)
     assert version.stdout.startswith("convfilter ")
