@@ -27,6 +27,7 @@ from .options import (
     mix_options,
     param_option,
     parse_mix,
+    parse_padding,
     parse_params,
 )
 
@@ -144,7 +145,12 @@ def cli() -> None:
 )
 @mix_options
 @param_option
-@click.option("--padding", type=click.Choice(BORDERS), help="Border handling; valid: no padding, a smaller output.")
+@click.option(
+    "--padding",
+    metavar="MODE|N|H,W",
+    callback=lambda ctx, param, value: parse_padding(value),
+    help=f"Border handling ({', '.join(BORDERS)}; valid: none, a smaller output), or PyTorch's size: N or H,W.",
+)
 @click.option("--stride", type=click.IntRange(min=1), help="Keep every N-th row and column.")
 @click.option("--dilation", type=click.IntRange(min=1), help="Spacing between kernel taps.")
 @click.option("--flip/--no-flip", default=None, help="Mathematical convolution (kernel rotated 180°).")
@@ -155,6 +161,12 @@ def cli() -> None:
     help="Float to pixels.",
 )
 @click.option("--alpha", type=click.Choice(ALPHAS), help="Keep alpha aside, or filter it too.")
+@click.option("--scale", "prep_scale", type=float, help="Input as a model saw it: x·SCALE (1/255 for 0..1) …")
+@click.option("--mean", "prep_mean", metavar="M[,M…]", help="… minus MEAN per channel (e.g. 0.485,0.456,0.406) …")
+@click.option("--std", "prep_std", metavar="S[,S…]", help="… divided by STD per channel (e.g. 0.229,0.224,0.225).")
+@click.option("--bgr", is_flag=True, help="Feed the kernel B, G, R (models trained on OpenCV's images).")
+@click.option("--montage", is_flag=True, help="Every channel of the result in one labelled picture, each stretched.")
+@click.option("--split", is_flag=True, help="One image per channel of the result (OUT-00.png, …), each stretched.")
 @click.option("--format", "fmt", help=f"Output format for standard output or an output folder ({', '.join(FORMATS)}).")
 @click.option("--quality", type=click.IntRange(0, 100), default=95, show_default=True, help="JPEG/WebP quality.")
 @click.option("--compression", type=click.IntRange(0, 9), help="PNG compression level (default OpenCV's, 1).")
@@ -175,17 +187,17 @@ def cli() -> None:
 @click.option("-q", "--quiet", is_flag=True, help="No report.")
 def filter_command(
     kernel_ref, inputs, output, groups, depthwise, dense, params, padding, stride, dilation, flip, range_policy,
-    alpha, fmt, quality, compression, max_pixels, allow_truncated, jobs, recursive, skip_existing, fail_fast,
-    cluster, as_json, quiet,
+    alpha, prep_scale, prep_mean, prep_std, bgr, montage, split, fmt, quality, compression, max_pixels,
+    allow_truncated, jobs, recursive, skip_existing, fail_fast, cluster, as_json, quiet,
 ):  # fmt: skip
     """Filter INPUT with KERNEL: a built-in name (see 'convfilter list'), or a .yaml or .npy file.
 
     INPUT is an image file or - for standard input; with no INPUT, a piped standard input is read.
     """
     from . import library
-    from .imageio import read_bytes, write_atomic
+    from .imageio import read_bytes
     from .outputs import make_folder, plan_outputs
-    from .pipeline import Options, filter_bytes, filter_file
+    from .pipeline import Options, filter_bytes, filter_file, write_result
 
     kernel = library.load_kernel(kernel_ref, parse_params(params)).with_options(
         mix=parse_mix(groups, depthwise, dense),
@@ -201,6 +213,7 @@ def filter_command(
         stdin_is_terminal=_is_terminal(sys.stdin), stdout_is_terminal=_is_terminal(sys.stdout),
     )  # fmt: skip
     options = Options(None, quality, compression, Limits(max_pixels, allow_truncated))
+    options = replace(options, **_maps_options(prep_scale, prep_mean, prep_std, bgr, montage, split, output))
     if planned.folder is not None:
         return _batch(planned, kernel, options, jobs, fail_fast, cluster, as_json, quiet)
     if cluster:
@@ -216,7 +229,7 @@ def filter_command(
         if job.output is None:
             _write_stdout(encoded)
         else:
-            write_atomic(job.output, encoded)
+            write_result(job.output, encoded)
     else:
         result = filter_file(job.input, job.output, kernel, options)
     if not quiet:
@@ -232,6 +245,22 @@ def _batch(planned, kernel, options, jobs, fail_fast, cluster, as_json, quiet) -
     from .batchrun import run_batch
 
     return run_batch(planned, kernel, options, jobs, fail_fast, cluster, as_json, quiet)
+
+
+def _maps_options(scale, mean, std, bgr, montage, split, output) -> dict:
+    """The ``Options`` fields of --scale/--mean/--std/--bgr and --montage/--split."""
+    from .maps import Prepare, parse_values
+
+    if montage and split:
+        raise UsageError("options --montage and --split exclude each other")
+    if split and (output is None or output == "-"):
+        raise UsageError("option --split writes one file per channel: give -o FILE (or -o FOLDER/)")
+    prepare = None
+    if scale is not None or mean or std or bgr:
+        prepare = Prepare(
+            1.0 if scale is None else scale, parse_values(mean, "--mean"), parse_values(std, "--std"), bgr
+        )
+    return {"prepare": prepare, "maps": "montage" if montage else "split" if split else None}
 
 
 def _is_terminal(stream) -> bool:

@@ -279,7 +279,8 @@ def encode_image(
     if channels not in (1, 3, 4):
         raise UsageError(
             f"a result with {channels} channels cannot be written as {fmt.upper()}: images hold 1, 3 or 4 "
-            "channels; write a .npy file instead"
+            "channels; use --montage (every channel in one picture), --split (one image per channel) or write a "
+            ".npy file"
         )
     bgr = swap_red_blue(pixels, in_place=reuse)
     params = []

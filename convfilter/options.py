@@ -102,3 +102,15 @@ def complete_kernel(ctx, param, text: str) -> list:
     from .library import complete_kernel as complete
 
     return complete(ctx, param, text)
+
+
+def parse_padding(value: str | None) -> str | int | tuple[int, int] | None:
+    """``--padding``: a mode of ``BORDERS``, or an explicit size as ``nn.Conv2d`` takes it: ``N``
+    or ``H,W`` (whole numbers ≥ 0)."""
+    if value is None or value in BORDERS:
+        return value
+    parts = value.split(",")
+    if 1 <= len(parts) <= 2 and all(p.strip().isdigit() and p.strip().isascii() and len(p) <= 12 for p in parts):
+        sizes = tuple(int(part) for part in parts)
+        return sizes[0] if len(sizes) == 1 else sizes
+    raise UsageError(f"option --padding: {value!r} is not one of {', '.join(BORDERS)}, nor a size N or H,W")

@@ -27,6 +27,7 @@ from .imageio import (
     write_atomic,
 )
 from .kernel import Kernel, Layer
+from .maps import Prepare, montage, split_path, stretch
 from .metadata import fit_metadata
 from .report import layer_summary
 
@@ -160,6 +161,8 @@ class Options:
     compression: int | None = None  # PNG, 0-9; None: OpenCV's default
     limits: Limits = field(default_factory=Limits)
     threads: int | None = None  # convolution threads; None: all cores (a batch's workers take 1)
+    prepare: Prepare | None = None  # the input as a model saw it (scale, mean, std, channel order)
+    maps: str | None = None  # "montage" or "split": every channel of the result seen as a picture
 
 
 def filter_image(
@@ -171,7 +174,11 @@ def filter_image(
     go before encoding, so that a caller that keeps no reference of its own does not hold both."""
     fmt = options.format or stream_format(image.format)
     saturated: list[int] = []
-    out, layer = filter_pixels(image.pixels, kernel, fmt, image.format != "npy", options.threads, saturated)
+    pixels = image.pixels if options.prepare is None else options.prepare.apply(image.pixels)
+    if options.maps:
+        return _maps(image, pixels, kernel, options, fmt, name, output)
+    out, layer = filter_pixels(pixels, kernel, fmt, image.format != "npy", options.threads, saturated)
+    del pixels
     height, width = image.pixels.shape[:2]
     metadata, left_out = fit_metadata(image.metadata, fmt)
     notes = [f"{name}: {note}" for note in left_out]
@@ -185,14 +192,35 @@ def filter_image(
     return data, Result(name, output, "written", 0.0, None, layer, (width, height), size, tuple(notes))
 
 
+def _maps(image: Image, pixels: np.ndarray, kernel: Kernel, options: Options, fmt: str, name: str, output: str):
+    """``filter_image`` for ``--montage`` (one picture) and ``--split`` (a list of encoded images,
+    one per channel), from the float result."""
+    out, layer = filter_pixels(pixels, kernel, "npy", image.format != "npy", options.threads)
+    if options.maps == "montage":
+        data = encode_image(montage(out), fmt, options.quality, compression=options.compression)
+    else:
+        data = [encode_image(stretch(out[..., c])[..., None], fmt, options.quality) for c in range(out.shape[2])]
+    height, width = image.pixels.shape[:2]
+    return data, Result(name, output, "written", 0.0, None, layer, (width, height), (out.shape[1], out.shape[0]))
+
+
 def filter_file(input_path: str | Path, output_path: str | Path, kernel: Kernel, options: Options) -> Result:
     """Read ``input_path``, filter it and write ``output_path`` atomically."""
     start = time.perf_counter()
     name, output = str(input_path), str(output_path)
     with _memory_is_an_image_error(name):
         data, result = filter_image(read_image(input_path, options.limits), kernel, options, name, output)
-    write_atomic(output_path, data)
+    write_result(output_path, data)
     return replace(result, seconds=time.perf_counter() - start)
+
+
+def write_result(path: str | Path, data: bytes | list[bytes]) -> None:
+    """Write an encoded result atomically: one file, or for ``--split`` one file per channel."""
+    if isinstance(data, list):
+        for index, part in enumerate(data):
+            write_atomic(split_path(Path(path), index, len(data)), part)
+    else:
+        write_atomic(path, data)
 
 
 def filter_bytes(data: bytes, name: str, kernel: Kernel, options: Options, output: str = "-") -> tuple[bytes, Result]:
