@@ -172,14 +172,19 @@ def _image_size(value: str) -> tuple[int, int]:
 @click.option("--kernel-size", required=True, metavar="K[xK]", help="Kernel size: 3 or 3x5.")
 @click.option("--groups", type=click.IntRange(1, MAX_CHANNELS), default=1, show_default=True, help="Groups G.")
 @click.option("--bias", is_flag=True, help="The layer has a bias (one per output channel).")
-@click.option("--size", metavar="WxH", help="Image size, for the multiply-add count (stride 1, same padding).")
+@click.option("--size", metavar="WxH", help="Input image size: gives the output size and the multiply-adds.")
+@click.option("--stride", default="1", show_default=True, metavar="S|SH,SW", help="Stride, as Conv2d takes it.")
+@click.option("--padding", default="same", show_default=True, metavar="same|valid|P|PH,PW", help="Padding.")
+@click.option("--dilation", default="1", show_default=True, metavar="D|DH,DW", help="Dilation.")
 @click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
-def params_command(in_channels, out_channels, kernel_size, groups, bias, size, as_json) -> None:
-    """Count the parameters and multiply-adds of a convolution layer, as PyTorch's Conv2d has them."""
+def params_command(in_channels, out_channels, kernel_size, groups, bias, size, stride, padding, dilation, as_json):
+    """Count the parameters and multiply-adds of a convolution layer, as PyTorch's Conv2d has them,
+    and its output size for an input of --size."""
     from .report import describe_counts, human, layer_counts
 
     kh, kw = _kernel_size(kernel_size)
-    counts = layer_counts(in_channels, out_channels, (kh, kw), groups, bias, _image_size(size) if size else None)
+    out_size = _output_size(_image_size(size), (kh, kw), stride, padding, dilation) if size else None
+    counts = layer_counts(in_channels, out_channels, (kh, kw), groups, bias, out_size)
     if as_json:
         click.echo(json.dumps(counts))
         return
@@ -187,4 +192,30 @@ def params_command(in_channels, out_channels, kernel_size, groups, bias, size, a
     click.echo(describe_counts(counts))
     if size:
         w, h = counts["size"]
+        click.echo(f"output: {w}×{h} for {size.strip()} (stride {stride}, padding {padding}, dilation {dilation})")
         click.echo(f"cost: {human(counts['multiply_adds'])} multiply-adds for {w}×{h}")
+
+
+def _pair(text: str, option: str, least: int) -> tuple[int, int]:
+    parts = text.split(",")
+    if not 1 <= len(parts) <= 2 or not all(p.strip().isdigit() and len(p.strip()) <= 9 for p in parts):
+        raise UsageError(f"option {option}: expected N or H,W with whole numbers, got {text!r}")
+    values = tuple(int(p) for p in parts) * (3 - len(parts))
+    if min(values) < least:
+        raise UsageError(f"option {option}: must be ≥ {least}, got {text!r}")
+    return values[0], values[1]
+
+
+def _output_size(size, kernel, stride, padding, dilation) -> tuple[int, int]:
+    """``(width, height)`` of the output, by PyTorch's formula ⌊(n + 2p − d(k − 1) − 1) / s⌋ + 1."""
+    (sy, sx), (dy, dx) = _pair(stride, "--stride", 1), _pair(dilation, "--dilation", 1)
+    if padding == "same":
+        if (sy, sx) != (1, 1):
+            raise UsageError("option --padding: same takes stride 1 (as in PyTorch); give the padding as a number")
+        return size
+    py, px = (0, 0) if padding == "valid" else _pair(padding, "--padding", 0)
+    (width, height), (kh, kw) = size, kernel
+    out = ((height + 2 * py - dy * (kh - 1) - 1) // sy + 1, (width + 2 * px - dx * (kw - 1) - 1) // sx + 1)
+    if min(out) < 1:
+        raise UsageError(f"the {kh}×{kw} kernel (dilation {dilation}) does not fit a {width}×{height} input")
+    return out[1], out[0]

@@ -471,3 +471,27 @@ def test_show_of_a_missing_model_layer_is_one_line(tmp_path):
     result = run("show", f"{tmp_path / 'net.pt'}:head")
     assert result.exit_code == 2
     assert_one_line_error(result.stderr, "no tensor 'head'; the convolution weights are stem.weight")
+
+
+def test_params_output_size_is_pytorchs_for_random_layers():
+    """``params --size`` with stride, padding and dilation: the output shape F.conv2d gives."""
+    import torch
+    import torch.nn.functional as F
+
+    rng = np.random.default_rng(20261126)
+    for _ in range(150):
+        kh, kw, sy, sx, dy, dx = (int(v) for v in rng.integers(1, 5, 6))
+        py, px = (int(v) for v in rng.integers(0, 4, 2))
+        height, width = (int(v) for v in rng.integers(1, 40, 2))
+        args = ["params", "--in-channels", "2", "--out-channels", "3", "--kernel-size", f"{kh}x{kw}"]
+        args += ["--size", f"{width}x{height}", "--stride", f"{sy},{sx}", "--padding", f"{py},{px}"]
+        result = run(*args, "--dilation", f"{dy},{dx}", "--json")
+        try:
+            shape = F.conv2d(
+                torch.zeros(1, 2, height, width), torch.zeros(3, 2, kh, kw), None, (sy, sx), (py, px), (dy, dx)
+            ).shape
+        except RuntimeError:  # the kernel does not fit: one line, exit 2
+            assert result.exit_code == 2 and "does not fit" in result.stderr, result.stderr
+            continue
+        assert result.exit_code == 0, result.stderr
+        assert json.loads(result.stdout)["size"] == [shape[3], shape[2]]
