@@ -56,11 +56,44 @@ def _grid(kernel: Kernel, count: int) -> int:
     return max(1, min(count, round(count**0.5 + 0.49)))
 
 
+def draw_filters(weights: np.ndarray, title: str, max_side: int = MAX_SIDE) -> np.ndarray:
+    """A first layer ``[O, 3, kh, kw]`` as the classic picture of one: each filter one RGB patch,
+    stretched on its own (min..max to 0..255), in a near-square grid numbered from 0, at most
+    ``max_side`` pixels a side (RGB uint8)."""
+    count, _, kh, kw = weights.shape
+    columns = max(1, round(count**0.5 + 0.49))
+    rows = -(-count // columns)
+    room = min((max_side - MARGIN) // columns, (max_side - TITLE) // rows) - MARGIN - LABEL
+    cell = int(np.clip(room // max(kh, kw), 1, 32))
+    patch_w, patch_h = kw * cell, kh * cell
+    labelled = _text_width(str(count - 1), 0.4) <= patch_w
+    label = LABEL if labelled else 0
+    sheet = np.full(
+        (TITLE + rows * (patch_h + label + MARGIN) + MARGIN, MARGIN + columns * (patch_w + MARGIN), 3), 255, np.uint8
+    )
+    _text(sheet, title, (MARGIN, 24), 0.6)
+    for index in range(count):
+        rgb = np.moveaxis(weights[index].astype(np.float64), 0, -1)
+        low, high = rgb.min(), rgb.max()
+        rgb = np.zeros_like(rgb) + 0.5 if high <= low else (rgb - low) / (high - low)
+        patch = cv2.resize(np.rint(rgb * 255).astype(np.uint8), (patch_w, patch_h), interpolation=cv2.INTER_NEAREST)
+        top = TITLE + (index // columns) * (patch_h + label + MARGIN)
+        left = MARGIN + (index % columns) * (patch_w + MARGIN)
+        if labelled:
+            _text(sheet, str(index), (left, top + 14), 0.4)
+        sheet[top + label : top + label + patch_h, left : left + patch_w] = patch
+    return sheet
+
+
 def draw_kernel(kernel: Kernel, max_side: int = MAX_SIDE) -> np.ndarray:
     """The kernel's weights as a picture (RGB uint8, at most ``max_side`` pixels a side): a
     diverging colour map, one panel per 2-D piece in a near-square grid. Labels and values are
     written on every panel or on none, as the cell size allows; panels that do not fit at one
-    pixel a cell are left out, and the title says how many are shown."""
+    pixel a cell are left out, and the title says how many are shown. A first layer that takes
+    R, G, B with a spatial extent (``[O, 3, kh, kw]``, kh·kw > 1) is drawn as one RGB patch per
+    filter (``draw_filters``)."""
+    if kernel.weights.ndim == 4 and kernel.weights.shape[1] == 3 and max(kernel.kernel_size) > 1:
+        return draw_filters(kernel.weights, f"{kernel.name}  {'x'.join(map(str, kernel.weights.shape))}", max_side)
     panels = _panels(kernel)
     kh, kw = kernel.kernel_size
     fits = max(1, (max_side - TITLE) // (max(kh, kw) + MARGIN)) ** 2

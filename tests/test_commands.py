@@ -495,3 +495,17 @@ def test_params_output_size_is_pytorchs_for_random_layers():
             continue
         assert result.exit_code == 0, result.stderr
         assert json.loads(result.stdout)["size"] == [shape[3], shape[2]]
+
+
+def test_show_plot_of_a_first_layer_draws_rgb_patches(tmp_path):
+    """[O, 3, kh, kw]: one RGB patch per filter, each stretched on its own (the classic picture)."""
+    weight = np.zeros((4, 3, 2, 2), np.float32)
+    weight[0, 0] = 1.0  # filter 0 sees red only: a red patch
+    weight[1, 2] = 5.0  # filter 1 blue, however strong
+    weight[2] = np.arange(12, dtype=np.float32).reshape(3, 2, 2)
+    np.save(tmp_path / "first.npy", weight)
+    result = run("show", tmp_path / "first.npy", "--plot", tmp_path / "w.png")
+    assert result.exit_code == 0, result.stderr
+    picture = np.asarray(PILImage.open(tmp_path / "w.png").convert("RGB")).reshape(-1, 3)
+    colours = {tuple(c) for c in picture}
+    assert (255, 0, 0) in colours and (0, 0, 255) in colours  # pure red and pure blue patches
