@@ -151,9 +151,13 @@ def test_interrupt_keeps_finished_outputs_and_no_partial_file(tmp_path, convfilt
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,
+        env={**os.environ, "CONVFILTER_ENGINE": "numpy"},  # the slower engine: work is still left
     )
     wait_for_outputs(out, 3)
+    # frozen first, so that the batch cannot finish between the poll and the signal, however fast
+    os.killpg(process.pid, signal.SIGSTOP)
     os.killpg(process.pid, signal.SIGINT)  # as Ctrl-C does: to the command and its workers
+    os.killpg(process.pid, signal.SIGCONT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
     assert "Traceback" not in stderr.decode()
