@@ -5,12 +5,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 
-import numpy as np
 import pytest
-from conftest import SAMPLES, SUMMARY, copies_of_a_photo, run, wait_for_outputs
+from conftest import SAMPLES, SUMMARY, run
 from PIL import Image
 
 
@@ -141,35 +139,6 @@ def test_bad_batch_options(tmp_path):
     assert result.exit_code == 2 and "need -o FOLDER" in result.stderr
     result = run("edge", SAMPLES, "-o", tmp_path / "o", "--format", "gif")
     assert result.exit_code == 2 and "unknown format 'gif'" in result.stderr
-
-
-def test_interrupt_keeps_finished_outputs_and_no_partial_file(tmp_path, convfilter_command):
-    src, out = tmp_path / "in", tmp_path / "out"
-    copies_of_a_photo(src, 60)
-    process = subprocess.Popen(
-        [convfilter_command, "gaussian", "-p", "sigma=6", src, "-o", out, "-j", "2"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-        env={**os.environ, "CONVFILTER_ENGINE": "numpy"},  # the slower engine: work is still left
-    )
-    wait_for_outputs(out, 3)
-    # frozen first, so that the batch cannot finish between the poll and the signal, however fast
-    os.killpg(process.pid, signal.SIGSTOP)
-    os.killpg(process.pid, signal.SIGINT)  # as Ctrl-C does: to the command and its workers
-    os.killpg(process.pid, signal.SIGCONT)
-    _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130, stderr
-    assert "Traceback" not in stderr.decode()
-    names = os.listdir(out)
-    assert all(name.endswith(".png") and not name.startswith(".") for name in names), names  # no temp file
-    assert 3 <= len(names) < 60
-    # the summary counts every output on disk; the error line follows it, with no blank line
-    *_, last_but_one, last = stderr.decode().splitlines()
-    assert summary_counts(last_but_one) == (len(names), 0, 0) and last == "convfilter: error: interrupted"
-    for name in names:
-        assert Image.open(out / name).size == (512, 512)
-        np.asarray(Image.open(out / name))  # decodes whole
 
 
 def test_progress_bar_only_on_a_terminal(tmp_path, convfilter_command):

@@ -131,8 +131,9 @@ def kill_big_workers(process: subprocess.Popen, most: int | None) -> str:
     while process.poll() is None and time.monotonic() < deadline:
         for pid in _workers(process.pid):
             if pid not in killed and (most is None or len(killed) < most) and _resident_mib(pid) > HUGE_RSS:
-                os.kill(pid, signal.SIGKILL)
-                killed.add(pid)
+                with contextlib.suppress(ProcessLookupError):  # it may have ended since it was measured
+                    os.kill(pid, signal.SIGKILL)
+                    killed.add(pid)
         time.sleep(0.005)
     process.kills = len(killed)
     return finish(process)
@@ -178,7 +179,8 @@ def test_workers_that_keep_dying_never_make_the_batch_loop(tmp_path, convfilter_
     deadline = time.monotonic() + DEADLINE
     while process.poll() is None and time.monotonic() < deadline:  # every worker, as soon as it is seen
         for pid in set(_workers(process.pid)) - killed:
-            os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):  # it may have ended since it was listed
+                os.kill(pid, signal.SIGKILL)
             killed.add(pid)
         time.sleep(0.005)
     stderr = finish(process)
