@@ -271,22 +271,24 @@ def _is_terminal(stream) -> bool:
         return False
 
 
-def _write_stdout(data: bytes) -> None:
+def _write_stdout(data) -> None:
+    """Write encoded pieces to standard output, every byte of each (a pipe takes part of one at a time)."""
     if sys.stdout is None:  # closed before the command started
         raise ImageError("output <stdout>: cannot write (standard output is closed)")
     try:
         fd = sys.stdout.fileno()
     except (AttributeError, OSError):  # not a real file (a test runner's capture): no partial writes there
-        sys.stdout.buffer.write(data)
+        for piece in data:
+            sys.stdout.buffer.write(piece)
         sys.stdout.flush()
         return
     sys.stdout.flush()
     # write() on a pipe may take fewer bytes than offered: loop until every byte is out
-    view = memoryview(data)
     try:
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
+        for piece in data:
+            view = memoryview(piece).cast("B")
+            while view:
+                view = view[os.write(fd, view) :]
     except BrokenPipeError:
         raise
     except OSError as error:  # a full disk (/dev/full), a closed descriptor

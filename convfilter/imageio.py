@@ -260,21 +260,34 @@ def stream_format(input_format: str) -> str:
     return input_format if input_format in FORMATS.values() else "png"
 
 
-def encode_image(
+class Encoded(tuple):
+    """An encoded image as pieces to write one after another: the encoder's own buffer is one of
+    them, never copied into a single ``bytes`` (``bytes(encoded)`` joins them)."""
+
+    def __bytes__(self) -> bytes:
+        return b"".join(self)
+
+
+def encode_image(pixels: np.ndarray, fmt: str, *args, **kwargs) -> bytes:
+    """``encode_pieces`` joined into one ``bytes``."""
+    return bytes(encode_pieces(pixels, fmt, *args, **kwargs))
+
+
+def encode_pieces(
     pixels: np.ndarray,
     fmt: str,
     quality: int = 95,
     metadata: Metadata | None = None,
     compression: int | None = None,
     reuse: bool = False,
-) -> bytes:
-    """Encode ``(H, W, C)`` pixels in R, G, B(, A) order as ``fmt`` bytes, with ``metadata``
-    (ICC profile, EXIF, DPI) where the format holds it. With ``reuse``, the pixels are turned to
+) -> Encoded:
+    """Encode ``(H, W, C)`` pixels in R, G, B(, A) order as ``fmt``, with ``metadata`` (ICC
+    profile, EXIF, DPI) where the format holds it. With ``reuse``, the pixels are turned to
     OpenCV's B, G, R order in place and back, rather than in a copy."""
     if fmt == "npy":
-        buffer = io.BytesIO()
-        np.save(buffer, pixels, allow_pickle=False)
-        return buffer.getvalue()
+        array, header = np.ascontiguousarray(pixels), io.BytesIO()
+        np.lib.format.write_array_header_1_0(header, np.lib.format.header_data_from_array_1_0(array))
+        return Encoded([header.getvalue(), memoryview(array.reshape(-1)).cast("B")])
     channels = pixels.shape[2]
     if channels not in (1, 3, 4):
         raise UsageError(
@@ -302,14 +315,14 @@ def encode_image(
             swap_red_blue(pixels, in_place=True)  # back to R, G, B
     if not ok:
         raise ImageError(f"could not encode the result as {fmt.upper()}")
-    with quiet_native_stderr():  # libtiff's own lines on tags it refuses
-        return add_metadata(encoded.tobytes(), fmt, pixels, metadata or Metadata())
+    return Encoded(add_metadata(memoryview(encoded).cast("B"), fmt, pixels, metadata or Metadata()))
 
 
-def write_atomic(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename, so
-    that ``path`` holds either its old content or all of the new one, never a part. The
-    temporary file is named before it is made, so that an interruption at any point removes it."""
+def write_atomic(path: str | Path, data: bytes | Encoded) -> None:
+    """Write ``data`` (bytes, or the pieces of an ``Encoded``) to ``path`` through a temporary
+    file in the same folder and a rename, so that ``path`` holds either its old content or all of
+    the new one, never a part. The temporary file is named before it is made, so that an
+    interruption at any point removes it."""
     path = Path(path)
     # the temporary name adds 25 bytes to the output's: shorten its copy of the name so that any
     # name the file system takes (255 bytes) still leaves room
@@ -322,7 +335,8 @@ def write_atomic(path: str | Path, data: bytes) -> None:
             with contextlib.suppress(FileExistsError):
                 fd = os.open(temp, flags, 0o666)  # the umask gives the usual permissions of a new file
         with os.fdopen(fd, "wb") as stream:
-            stream.write(data)
+            for piece in data if isinstance(data, Encoded) else (data,):
+                stream.write(piece)
         os.replace(temp, path)
     except BaseException as error:
         if temp is not None:

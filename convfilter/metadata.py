@@ -3,9 +3,10 @@ output: EXIF orientation (applied on reading, never written again), the ICC colo
 the rest of EXIF, and the resolution (DPI).
 
 OpenCV encodes the pixels; the metadata is then spliced into the JPEG, PNG or WebP bytes as the
-formats define it (APP1/APP2 segments, iCCP/eXIf/pHYs chunks, VP8X with ICCP/EXIF chunks), so the
-pixels are never encoded twice. 8-bit TIFFs are written by Pillow with the metadata; 16-bit TIFFs,
-which Pillow cannot write in colour, keep their pixels and lose the metadata.
+formats define it (APP1/APP2 segments, iCCP/eXIf/pHYs chunks, VP8X with ICCP/EXIF chunks), and
+into a TIFF of any depth as tags of its first directory (``tifftags.py``), so the pixels are
+encoded once. The result is a list of pieces to write one after another: the encoder's buffer
+is one of them, never copied.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-ORIENTATION = 0x0112
+ORIENTATION, X_RESOLUTION, Y_RESOLUTION, RESOLUTION_UNIT, ICC_PROFILE = 0x0112, 282, 283, 296, 34675
 # tags of a TIFF's first directory that describe its own pixels (sizes, strips, tiles, samples,
 # compression, colour map) or hold its ICC profile
 TIFF_LAYOUT_TAGS = (254, 255, 256, 257, 258, 259, 262, 263, 266, 273, 277, 278, 279, 280, 281, 284, 292, 293)
@@ -65,26 +66,47 @@ def read_metadata(data: bytes) -> Metadata:
     try:
         with pillow_without_size_limit(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Pillow's warnings on odd tags: the tags are dropped, not printed
+            if bytes(data[:4]) in (b"II*\0", b"MM\0*"):
+                return _tiff_metadata(data)
             with Image.open(io.BytesIO(data)) as image:
                 if image.format == "PNG":  # Pillow's PNG getexif() decodes every pixel to look past them
                     exif = Image.Exif()
                     exif.load(image.info.get("exif") or b"")
                 else:
                     exif = image.getexif()
-                orientation = exif.get(ORIENTATION, 1)
-                # a TIFF's tags are its EXIF to Pillow, with those that lay out its own pixels and
-                # its ICC profile (carried on its own): neither belongs in another file's EXIF
-                for tag in [ORIENTATION, *(TIFF_LAYOUT_TAGS if image.format == "TIFF" else ())]:
-                    exif.pop(tag, None)
                 icc = image.info.get("icc_profile")
-                return Metadata(
-                    orientation=orientation if isinstance(orientation, int) and 1 <= orientation <= 8 else 1,
-                    icc=icc if isinstance(icc, bytes) and icc else None,
-                    exif=_exif_bytes(exif),
-                    dpi=_dpi(image.info.get("dpi")),
-                )
+                return _metadata(exif, icc, image.info.get("dpi"))
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, struct.error):
         return Metadata()
+
+
+def _tiff_metadata(data: bytes) -> Metadata:
+    """A TIFF's metadata from the tags of its first directory, read as EXIF is (Pillow opens
+    no TIFF of 16-bit colour or float pixels as an image, but reads the tags of any)."""
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif.load_from_fp(io.BytesIO(data))  # the camera and GPS sub-directories are read from it on demand
+    x, y, unit = exif.get(X_RESOLUTION, 1), exif.get(Y_RESOLUTION, 1), exif.get(RESOLUTION_UNIT)
+    dpi = ((x, y) if unit in (None, 2) else (x * 2.54, y * 2.54) if unit == 3 else None) if x and y else None
+    icc = exif.get(ICC_PROFILE)
+    # the tags that lay out the TIFF's own pixels, and its ICC profile (carried on its own), do
+    # not belong in another file's EXIF
+    for tag in TIFF_LAYOUT_TAGS:
+        exif.pop(tag, None)
+    return _metadata(exif, icc, dpi)
+
+
+def _metadata(exif, icc: object, dpi: object) -> Metadata:
+    """The ``Metadata`` of an image's EXIF (less its orientation, which is returned on its own),
+    ICC profile and resolution, each as read, each left out on its own where it does not parse."""
+    orientation = exif.pop(ORIENTATION, 1)
+    return Metadata(
+        orientation=orientation if isinstance(orientation, int) and 1 <= orientation <= 8 else 1,
+        icc=icc if isinstance(icc, bytes) and icc else None,
+        exif=_exif_bytes(exif),
+        dpi=_dpi(dpi),
+    )
 
 
 def _exif_bytes(exif) -> bytes | None:
@@ -123,8 +145,8 @@ def pillow_without_size_limit():
 
 def fit_metadata(meta: Metadata, fmt: str) -> tuple[Metadata, tuple[str, ...]]:
     """``meta`` without what ``fmt`` cannot carry, and a note for each part left out: a JPEG
-    holds EXIF in one 64 KiB segment and an ICC profile in at most 255 of them; a TIFF written
-    here holds the EXIF tags of its own directory, not the sub-directories (camera, GPS)."""
+    holds EXIF in one 64 KiB segment and an ICC profile in at most 255 of them; a TIFF holds
+    EXIF whose tags Pillow can lay out."""
     notes = []
     if fmt == "jpeg" and meta.exif and len(meta.exif) > JPEG_EXIF_BYTES:
         notes.append(f"the EXIF data ({len(meta.exif):,} bytes) is over the {JPEG_EXIF_BYTES:,} a JPEG holds: left out")
@@ -133,16 +155,13 @@ def fit_metadata(meta: Metadata, fmt: str) -> tuple[Metadata, tuple[str, ...]]:
         notes.append(f"the ICC profile ({len(meta.icc):,} bytes) is over the {JPEG_ICC_BYTES:,} a JPEG holds: left out")
         meta = replace(meta, icc=None)
     if fmt == "tiff" and meta.exif:
-        from PIL import Image
+        from .tifftags import Layout, tags_block, tiff_tags
 
-        exif = Image.Exif()
-        exif.load(b"Exif\0\0" + meta.exif)
-        inner = [name for tag, name in EXIF_SUB_IFDS.items() if tag in exif]
-        if inner:
-            for tag in EXIF_SUB_IFDS:
-                exif.pop(tag, None)
-            notes.append(f"the EXIF {' and '.join(inner)} data cannot be carried into a TIFF: left out")
-            meta = replace(meta, exif=exif.tobytes()[6:] if len(exif) else None)
+        try:  # laid out once here, where a tag Pillow cannot write can still be left out with a note
+            tags_block(Layout(b"II*\0\0\0\0\0"), tiff_tags(meta), 8)
+        except Exception:  # Pillow raises many kinds on odd tags (TypeError, ValueError, struct.error, …)
+            notes.append("the EXIF data cannot be written into a TIFF: left out")
+            meta = replace(meta, exif=None)
     return meta, tuple(notes)
 
 
@@ -173,19 +192,19 @@ def _riff_chunk(kind: bytes, payload: bytes) -> bytes:
     return kind + struct.pack("<I", len(payload)) + payload + (b"\0" if len(payload) % 2 else b"")
 
 
-def add_to_jpeg(data: bytes, meta: Metadata) -> bytes:
+def add_to_jpeg(data, meta: Metadata) -> list:
     """Splice EXIF (APP1), the ICC profile (APP2, in 64 KiB pieces) and the DPI (JFIF APP0) into
-    a JPEG right after its start."""
+    a JPEG right after its start; the pieces to write, ``data``'s bulk among them uncopied."""
+    data = memoryview(data)
     assert data[:2] == b"\xff\xd8"
     rest = data[2:]
-    if meta.dpi and rest[:2] == b"\xff\xe0" and rest[4:9] == b"JFIF\0":
-        x, y = (max(1, min(65535, round(v))) for v in meta.dpi)
-        rest = rest[:11] + struct.pack(">BHH", 1, x, y) + rest[16:]
+    head = b""
     if rest[:2] == b"\xff\xe0":  # keep APP0 first, as JFIF wants
         length = struct.unpack(">H", rest[2:4])[0]
-        head, rest = rest[: 2 + length], rest[2 + length :]
-    else:
-        head = b""
+        head, rest = bytes(rest[: 2 + length]), rest[2 + length :]
+        if meta.dpi and head[4:9] == b"JFIF\0":
+            x, y = (max(1, min(65535, round(v))) for v in meta.dpi)
+            head = head[:11] + struct.pack(">BHH", 1, x, y) + head[16:]
     segments = b""
     if meta.exif:
         segments += _jpeg_segment(0xE1, b"Exif\0\0" + meta.exif)
@@ -193,11 +212,12 @@ def add_to_jpeg(data: bytes, meta: Metadata) -> bytes:
         pieces = [meta.icc[i : i + JPEG_ICC_PIECE] for i in range(0, len(meta.icc), JPEG_ICC_PIECE)]
         for index, piece in enumerate(pieces, 1):
             segments += _jpeg_segment(0xE2, b"ICC_PROFILE\0" + bytes([index, len(pieces)]) + piece)
-    return b"\xff\xd8" + head + segments + rest
+    return [b"\xff\xd8" + head + segments, rest]
 
 
-def add_to_png(data: bytes, meta: Metadata) -> bytes:
-    """Insert iCCP, eXIf and pHYs chunks right after the PNG's IHDR."""
+def add_to_png(data, meta: Metadata) -> list:
+    """Insert iCCP, eXIf and pHYs chunks right after the PNG's IHDR; the pieces to write."""
+    data = memoryview(data)
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     ihdr_end = 8 + 8 + struct.unpack(">I", data[8:12])[0] + 4
     chunks = b""
@@ -208,15 +228,16 @@ def add_to_png(data: bytes, meta: Metadata) -> bytes:
     if meta.dpi:
         x, y = (round(v / 0.0254) for v in meta.dpi)  # pixels per metre
         chunks += _png_chunk(b"pHYs", struct.pack(">IIB", x, y, 1))
-    return data[:ihdr_end] + chunks + data[ihdr_end:]
+    return [data[:ihdr_end], chunks, data[ihdr_end:]]
 
 
-def add_to_webp(data: bytes, meta: Metadata, width: int, height: int, alpha: bool) -> bytes:
-    """Wrap a simple WebP in the extended (VP8X) form with ICCP and EXIF chunks."""
+def add_to_webp(data, meta: Metadata, width: int, height: int, alpha: bool) -> list:
+    """Wrap a simple WebP in the extended (VP8X) form with ICCP and EXIF chunks; the pieces to write."""
+    data = memoryview(data)
     assert data[:4] == b"RIFF" and data[8:12] == b"WEBP"
     body = data[12:]
     if not (meta.icc or meta.exif):
-        return data
+        return [data]
     flags = (0x20 if meta.icc else 0) | (0x10 if alpha else 0) | (0x08 if meta.exif else 0)
     if body[:4] == b"VP8X":  # the encoder made it extended (for alpha): add to its flags
         flags |= struct.unpack("<I", body[8:12])[0]
@@ -225,39 +246,16 @@ def add_to_webp(data: bytes, meta: Metadata, width: int, height: int, alpha: boo
     chunks = _riff_chunk(b"VP8X", vp8x)
     if meta.icc:
         chunks += _riff_chunk(b"ICCP", meta.icc)
-    chunks += body
-    if meta.exif:
-        chunks += _riff_chunk(b"EXIF", meta.exif)
-    return b"RIFF" + struct.pack("<I", 4 + len(chunks)) + b"WEBP" + chunks
+    tail = _riff_chunk(b"EXIF", meta.exif) if meta.exif else b""
+    size = 4 + len(chunks) + len(body) + len(tail)
+    return [b"RIFF" + struct.pack("<I", size) + b"WEBP" + chunks, body, tail]
 
 
-def encode_tiff(pixels: np.ndarray, meta: Metadata) -> bytes | None:
-    """An 8-bit TIFF written by Pillow with the metadata, or None where Pillow cannot write it."""
-    from PIL import Image
-
-    if pixels.dtype != np.uint8 or pixels.shape[2] not in (1, 3, 4):
-        return None
-    mode = {1: "L", 3: "RGB", 4: "RGBA"}[pixels.shape[2]]
-    image = Image.fromarray(pixels[..., 0] if mode == "L" else pixels, mode)
-    options = {"compression": "tiff_deflate"}
-    if meta.icc:
-        options["icc_profile"] = meta.icc
-    if meta.exif:
-        options["exif"] = b"Exif\0\0" + meta.exif
-    if meta.dpi:
-        options["dpi"] = meta.dpi
-    buffer = io.BytesIO()
-    try:
-        image.save(buffer, "TIFF", **options)
-    except Exception:  # libtiff refuses a tag Pillow passes on (odd types, bad values): pixels only
-        return None
-    return buffer.getvalue()
-
-
-def add_metadata(data: bytes, fmt: str, pixels: np.ndarray, meta: Metadata) -> bytes:
-    """Put ``meta`` into the encoded ``data`` of ``pixels`` in format ``fmt``, where it fits."""
+def add_metadata(data, fmt: str, pixels: np.ndarray, meta: Metadata) -> list:
+    """Put ``meta`` into the encoded ``data`` of ``pixels`` in format ``fmt``, where it fits:
+    the pieces of the file to write one after another (``data`` itself is never copied)."""
     if meta == Metadata():
-        return data
+        return [data]
     if fmt == "jpeg":
         return add_to_jpeg(data, meta)
     if fmt == "png":
@@ -265,5 +263,7 @@ def add_metadata(data: bytes, fmt: str, pixels: np.ndarray, meta: Metadata) -> b
     if fmt == "webp":
         return add_to_webp(data, meta, pixels.shape[1], pixels.shape[0], pixels.shape[2] == 4)
     if fmt == "tiff":
-        return encode_tiff(pixels, meta) or data
-    return data
+        from .tifftags import add_to_tiff
+
+        return add_to_tiff(data, meta)
+    return [data]

@@ -17,9 +17,10 @@ from .engine import Convolution
 from .errors import ImageError
 from .guards import Limits
 from .imageio import (
+    Encoded,
     Image,
     decode_image,
-    encode_image,
+    encode_pieces,
     pixel_dtype,
     read_image,
     stream_format,
@@ -167,7 +168,7 @@ class Options:
 
 def filter_image(
     image: Image, kernel: Kernel, options: Options, name: str = "<image>", output: str = "-"
-) -> tuple[bytes, Result]:
+) -> tuple[Encoded | list[Encoded], Result]:
     """Filter a decoded image and encode the result with the image's metadata (less what the
     output format cannot carry; options whose format is None keep the input's); return the bytes
     and the record, ``name`` and ``output`` naming the two ends in it. The input's pixels are let
@@ -187,7 +188,7 @@ def filter_image(
     if image.frames > 1:
         notes.append(f"{name} has {image.frames} frames: only the first is filtered")
     del image
-    data = encode_image(out, fmt, options.quality, metadata, options.compression, reuse=True)
+    data = encode_pieces(out, fmt, options.quality, metadata, options.compression, reuse=True)
     size = (out.shape[1], out.shape[0])
     return data, Result(name, output, "written", 0.0, None, layer, (width, height), size, tuple(notes))
 
@@ -197,9 +198,9 @@ def _maps(image: Image, pixels: np.ndarray, kernel: Kernel, options: Options, fm
     one per channel), from the float result."""
     out, layer = filter_pixels(pixels, kernel, "npy", image.format != "npy", options.threads)
     if options.maps == "montage":
-        data = encode_image(montage(out), fmt, options.quality, compression=options.compression)
+        data = encode_pieces(montage(out), fmt, options.quality, compression=options.compression)
     else:
-        data = [encode_image(stretch(out[..., c])[..., None], fmt, options.quality) for c in range(out.shape[2])]
+        data = [encode_pieces(stretch(out[..., c])[..., None], fmt, options.quality) for c in range(out.shape[2])]
     height, width = image.pixels.shape[:2]
     return data, Result(name, output, "written", 0.0, None, layer, (width, height), (out.shape[1], out.shape[0]))
 
@@ -214,7 +215,7 @@ def filter_file(input_path: str | Path, output_path: str | Path, kernel: Kernel,
     return replace(result, seconds=time.perf_counter() - start)
 
 
-def write_result(path: str | Path, data: bytes | list[bytes]) -> None:
+def write_result(path: str | Path, data: Encoded | list[Encoded]) -> None:
     """Write an encoded result atomically: one file, or for ``--split`` one file per channel."""
     if isinstance(data, list):
         for index, part in enumerate(data):
@@ -223,7 +224,9 @@ def write_result(path: str | Path, data: bytes | list[bytes]) -> None:
         write_atomic(path, data)
 
 
-def filter_bytes(data: bytes, name: str, kernel: Kernel, options: Options, output: str = "-") -> tuple[bytes, Result]:
+def filter_bytes(
+    data: bytes, name: str, kernel: Kernel, options: Options, output: str = "-"
+) -> tuple[Encoded | list[Encoded], Result]:
     """Filter image bytes (a stream) and return the encoded result; options whose format is
     ``None`` keeps the input's, ``output`` is where the caller will put the bytes (for the report)."""
     start = time.perf_counter()

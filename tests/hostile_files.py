@@ -220,6 +220,41 @@ def exif_tiff(entries: list[tuple[int, int, int, bytes]]) -> bytes:
     return b"II*\x00" + struct.pack("<IH", 8, len(entries)) + directory + bytes(4) + extra
 
 
+def tiff_with_exif(pixels: np.ndarray, entries: list, subs: dict[int, list]) -> bytes:
+    """An uncompressed little-endian RGB TIFF of ``pixels`` whose first directory holds its
+    layout tags, ``entries`` and a pointer to each directory of ``subs`` (``{pointer tag:
+    entries}``), entries as for ``exif_tiff``: a camera's TIFF, sub-directories and all."""
+    out = bytearray(b"II*\x00" + bytes(4))
+
+    def directory(items) -> int:
+        placed = []
+        for tag, kind, count, value in items:
+            if len(value) > 4:
+                out.extend(bytes(len(out) % 2))
+                placed.append((tag, kind, count, struct.pack("<I", len(out))))
+                out.extend(value)
+            else:
+                placed.append((tag, kind, count, value.ljust(4, b"\0")))
+        out.extend(bytes(len(out) % 2))
+        at = len(out)
+        out.extend(struct.pack("<H", len(placed)))
+        for tag, kind, count, value in sorted(placed):
+            out.extend(struct.pack("<HHI", tag, kind, count) + value)
+        out.extend(bytes(4))
+        return at
+
+    height, width, _ = pixels.shape
+    strip = len(out)
+    out.extend(np.ascontiguousarray(pixels, np.uint8).tobytes())
+    short, long = (lambda *v: struct.pack(f"<{len(v)}H", *v)), (lambda v: struct.pack("<I", v))
+    layout = [(256, 3, 1, short(width)), (257, 3, 1, short(height)), (258, 3, 3, short(8, 8, 8)),
+              (259, 3, 1, short(1)), (262, 3, 1, short(2)), (273, 4, 1, long(strip)), (277, 3, 1, short(3)),
+              (278, 3, 1, short(height)), (279, 4, 1, long(pixels.size))]  # fmt: skip
+    pointers = [(tag, 4, 1, long(directory(sub))) for tag, sub in subs.items()]
+    out[4:8] = long(directory(layout + entries + pointers))
+    return bytes(out)
+
+
 def jpeg_with_exif(payload: bytes) -> bytes:
     """A real 8×8 JPEG carrying ``payload`` as its EXIF (APP1) segment."""
     data = encoded(".jpg", np.full((8, 8, 3), 128, np.uint8))

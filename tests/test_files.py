@@ -9,10 +9,11 @@ import os
 import struct
 import subprocess
 
+import cv2
 import numpy as np
 import pytest
 from conftest import SAMPLES
-from hostile_files import encoded, exif_tiff, jpeg_with_exif, png_chunk, png_of_zeros
+from hostile_files import encoded, exif_tiff, jpeg_with_exif, png_chunk, png_of_zeros, tiff_with_exif
 from PIL import Image as PILImage
 from PIL import ImageOps
 from test_hardening import assert_clean_failure, run_command
@@ -56,16 +57,79 @@ def test_tiff_orientation_is_applied_once(tmp_path, convfilter_command, orientat
     np.testing.assert_array_equal(np.asarray(PILImage.open(tmp_path / "out.png")), expected)
 
 
-def test_tiff_metadata_is_carried_without_sub_directories_or_pages(tmp_path, convfilter_command):
+def _tiff_pixels(path) -> np.ndarray:
+    """A TIFF's pixels in R, G, B order, as libtiff reads them (through OpenCV)."""
+    return cv2.imread(str(path), cv2.IMREAD_UNCHANGED)[..., ::-1]
+
+
+def _camera_exif() -> PILImage.Exif:
     exif = PILImage.Exif()
-    exif[0x010F] = "Maker"
+    exif[0x010F], exif[0x0131] = "Maker", "camera software"
     exif.get_ifd(0x8769)[0x829A] = (1, 250)  # an exposure time, in the camera sub-directory
-    _marked().save(tmp_path / "camera.jpg", exif=exif, quality=100)
-    done = _run(convfilter_command, tmp_path, "identity", "camera.jpg", "-o", "out.tif")
-    assert done.returncode == 0, done.stderr
-    assert b"note: camera.jpg: the EXIF camera data cannot be carried into a TIFF: left out" in done.stderr
-    with PILImage.open(tmp_path / "out.tif") as out:
-        assert out.getexif()[0x010F] == "Maker"
+    exif.get_ifd(0x8825)[0x0002] = (52.0, 12.0, 30.0)  # a latitude, in the GPS one
+    return exif
+
+
+def _camera_file(path, profile: bytes) -> None:
+    """A photo carrying EXIF with camera and GPS sub-directories, an ICC profile and 300 dpi: a
+    JPEG written by Pillow, or a TIFF laid out here (Pillow's TIFF writer leaves sub-directories out)."""
+    if path.suffix == ".jpg":
+        _marked().save(path, exif=_camera_exif(), icc_profile=profile, dpi=(300, 300), quality=100)
+        return
+    ascii_ = lambda text: (2, len(text) + 1, text.encode() + b"\0")  # noqa: E731
+    rational = lambda *v: (5, len(v) // 2, struct.pack(f"<{len(v)}I", *v))  # noqa: E731
+    entries = [(0x010F, *ascii_("Maker")), (0x0131, *ascii_("camera software")), (34675, 7, len(profile), profile),
+               (282, *rational(300, 1)), (283, *rational(300, 1)), (296, 3, 1, struct.pack("<H", 2))]  # fmt: skip
+    subs = {0x8769: [(0x829A, *rational(1, 250))], 0x8825: [(0x0002, *rational(52, 1, 12, 1, 30, 1))]}
+    path.write_bytes(tiff_with_exif(np.asarray(_marked()), entries, subs))
+
+
+@pytest.mark.parametrize("source", ["camera.jpg", "camera.tif"])
+def test_tiff_metadata_is_carried_with_its_sub_directories(tmp_path, convfilter_command, source):
+    """EXIF with its camera and GPS sub-directories, the ICC profile and the resolution reach a
+    TIFF, read back by a TIFF reader of its own (tifffile) and by libtiff (Pillow)."""
+    import tifffile
+
+    profile = PILImage.open(SAMPLES / "coffee-icc.jpeg").info["icc_profile"]
+    _camera_file(tmp_path / source, profile)
+    done = _run(convfilter_command, tmp_path, "identity", source, "-o", "out.tif")
+    assert done.returncode == 0 and b"note" not in done.stderr, done.stderr
+    with tifffile.TiffFile(tmp_path / "out.tif") as tif:
+        page = tif.pages[0]
+        assert len(tif.pages) == 1 and page.shape == (3, 5, 3)
+        assert page.tags["Make"].value == "Maker" and page.tags["Software"].value == "camera software"
+        assert page.tags["ExifTag"].value["ExposureTime"] == (1, 250)
+        assert page.tags["GPSTag"].value["GPSLatitude"] == (52, 1, 12, 1, 30, 1)
+        assert bytes(page.tags["InterColorProfile"].value) == profile
+        assert page.tags["XResolution"].value == (300, 1) and page.tags["ResolutionUnit"].value == 2
+    expected = np.asarray(PILImage.open(tmp_path / source).convert("RGB"), np.int16)
+    assert np.abs(_tiff_pixels(tmp_path / "out.tif") - expected).max() <= (2 if source.endswith("jpg") else 0)
+    with PILImage.open(tmp_path / "out.tif") as out, PILImage.open(tmp_path / source) as original:
+        assert out.info["icc_profile"] == profile
+        for ifd in (0x8769, 0x8825):
+            assert out.getexif().get_ifd(ifd) == original.getexif().get_ifd(ifd) != {}
+
+
+def test_tiff_metadata_reaches_16_bit_and_float_tiffs(tmp_path, convfilter_command):
+    import tifffile
+
+    profile = PILImage.open(SAMPLES / "coffee-icc.jpeg").info["icc_profile"]
+    for dtype in (np.uint16, np.float32):
+        pixels = (np.arange(60).reshape(4, 5, 3) * 1000).astype(dtype)
+        tifffile.imwrite(
+            tmp_path / "in.tif", pixels, photometric="rgb", iccprofile=profile, resolution=(300, 300),
+            resolutionunit="INCH", extratags=[(0x010F, "s", 0, "Maker", True)],
+        )  # fmt: skip
+        done = _run(convfilter_command, tmp_path, "identity", "in.tif", "-o", "out.tif", "-q")
+        assert done.returncode == 0 and done.stderr == b"", done.stderr
+        with tifffile.TiffFile(tmp_path / "out.tif") as tif:
+            page = tif.pages[0]
+            assert bytes(page.tags["InterColorProfile"].value) == profile and page.tags["Make"].value == "Maker"
+            assert page.tags["XResolution"].value == (300, 1)
+        np.testing.assert_array_equal(_tiff_pixels(tmp_path / "out.tif"), pixels)
+
+
+def test_a_multi_page_tiff_gives_one_page_without_its_page_tags(tmp_path, convfilter_command):
     pages = [_marked() for _ in range(3)]
     pages[0].save(tmp_path / "pages.tif", save_all=True, append_images=pages[1:])
     done = _run(convfilter_command, tmp_path, "identity", "pages.tif", "-o", "page.tif")
