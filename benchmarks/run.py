@@ -29,6 +29,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 from depthwise import depthwise_table  # beside this script, which Python puts on the path
+from PIL import Image as PILImage
 from planning import planning_table
 
 from convfilter import convolve
@@ -225,29 +226,75 @@ def run_command(argv: list[str], repeat: int) -> tuple[float, float | None]:
     return statistics.median(times[1:]), (max(peaks[1:]) if peaks else None)
 
 
-def command_table(photo: Path, folder: Path, repeat: int) -> list[str]:
-    """The whole command, JPEG in and out, against libvips and ImageMagick where installed."""
-    mask = folder / "edge.mat"
-    mask.write_text("3 3 3 0\n-1 -1 -1\n-1 8 -1\n-1 -1 -1\n")
-    convfilter = Path(sys.executable).parent / "convfilter"
-    commands = [("convfilter edge", [str(convfilter), "edge", str(photo), "-o", str(folder / "ours.jpg"), "-q"])]
+MASKS = {  # vips conv masks: width height scale offset, then the rows
+    "edge": "3 3 3 0\n-1 -1 -1\n-1 8 -1\n-1 -1 -1\n",
+    "sharpen": "3 3 1 0\n0 -1 0\n-1 5 -1\n0 -1 0\n",
+}
+MAGICK = {  # ImageMagick's options for the same jobs
+    "edge": ["-define", "convolve:scale=0.3333", "-morphology", "Convolve", "3x3: -1,-1,-1 -1,8,-1 -1,-1,-1"],
+    "sharpen": ["-morphology", "Convolve", "3x3: 0,-1,0 -1,5,-1 0,-1,0"],
+    "gaussian": ["-gaussian-blur", "0x2"],
+}
+
+
+def command_jobs(small: Path, large: Path, folder: Path) -> list[tuple[str, Path, list]]:
+    """The whole-command jobs: a title, the input, and (name, argv) for convfilter first and each
+    installed peer after it. JPEGs are written at quality 95 by all, TIFFs with LZW and the
+    horizontal predictor (OpenCV's TIFF default) by all."""
+    convfilter = str(Path(sys.executable).parent / "convfilter")
     vips = shutil.which("vips")
     magick = shutil.which("convert-im6.q16") or shutil.which("magick")
-    missing = []
-    if vips:
-        commands.append(("vips conv (depthwise)", [vips, "conv", str(photo), str(folder / "vips.jpg"), str(mask)]))
-    else:
-        missing.append("libvips (Debian: libvips-tools)")
-    if magick:
-        morphology = ["-define", "convolve:scale=0.3333", "-morphology", "Convolve", "3x3: -1,-1,-1 -1,8,-1 -1,-1,-1"]
-        commands.append(("ImageMagick convert", [magick, str(photo), *morphology, str(folder / "magick.jpg")]))
-    else:
-        missing.append("ImageMagick (Debian: imagemagick)")
-    results = [(name, *run_command(argv, repeat)) for name, argv in commands]
-    ours = results[0][1]
-    lines = ["| command | wall s | peak RSS MiB | convfilter / it |", "|---|---|---|---|"]
-    for name, seconds, rss in results:
-        lines.append(f"| {name} | {seconds:.2f} | {'—' if rss is None else f'{rss:.0f}'} | {ours / seconds:.2f} |")
+    tiff = large.with_suffix(".tif")
+    cv2.imwrite(str(tiff), cv2.imread(str(large)))
+    for name, mask in MASKS.items():
+        (folder / f"{name}.mat").write_text(mask)
+
+    def out(tool: str, suffix: str, options: str = "") -> str:
+        return str(folder / f"{tool}{suffix}") + options
+
+    jobs = []
+    for kernel, params, source, peer in (
+        ("edge", [], small, "conv"),
+        ("sharpen", [], large, "conv"),
+        ("gaussian", ["-p", "sigma=2"], large, "gaussblur"),
+        ("identity", [], tiff, "copy"),
+    ):
+        suffix = source.suffix
+        quality = "[Q=95]" if suffix == ".jpg" else "[compression=lzw,predictor=horizontal]"
+        commands = [(f"convfilter {' '.join([kernel, *params])}",
+                     [convfilter, kernel, *params, str(source), "-o", out("ours", suffix), "-q"])]  # fmt: skip
+        if vips:
+            extra = {"conv": [str(folder / f"{kernel}.mat")], "gaussblur": ["2"], "copy": []}[peer]
+            commands.append((f"vips {peer}", [vips, peer, str(source), out("vips", suffix, quality), *extra]))
+        if magick:
+            options = MAGICK.get(kernel, [])
+            encoding = ["-quality", "95"] if suffix == ".jpg" else ["-compress", "lzw", "-define", "tiff:predictor=2"]
+            commands.append(("ImageMagick", [magick, str(source), *options, *encoding, out("magick", suffix)]))
+        jobs.append((kernel, source, commands))
+    return jobs
+
+
+def command_table(small: Path, large: Path, folder: Path, repeat: int) -> list[str]:
+    """Whole commands against libvips and ImageMagick where installed: wall time, peak RSS, and
+    the bound convfilter aims for (the decoded input and output, plus 100 MiB)."""
+    lines = [
+        "| job | command | wall s | peak RSS MiB | input + output + 100 MiB | convfilter / it |",
+        "|---|---|---|---|---|---|",
+    ]
+    for kernel, source, commands in command_jobs(small, large, folder):
+        with PILImage.open(source) as image:  # the header only
+            width, height = image.size
+        decoded = width * height * 3 / 2**20
+        job = f"{kernel}, {width}×{height} {source.suffix[1:].upper()}"
+        results = [(name, *run_command(argv, repeat)) for name, argv in commands]
+        ours = results[0][1]
+        for name, seconds, rss in results:
+            bound = f"{2 * decoded + 100:.0f}" if name.startswith("convfilter") else ""
+            cells = [job, name, f"{seconds:.2f}", "—" if rss is None else f"{rss:.0f}", bound, f"{ours / seconds:.2f}"]
+            lines.append("| " + " | ".join(cells) + " |")
+    missing = [tool for tool, found in (("libvips (Debian: libvips-tools)", shutil.which("vips")),
+               ("ImageMagick (Debian: imagemagick)", shutil.which("convert-im6.q16") or shutil.which("magick")))
+               if not found]  # fmt: skip
     if missing:
         lines += ["", "Not installed, so not compared: " + ", ".join(missing) + "."]
     return lines
@@ -358,8 +405,9 @@ def main(argv: list[str] | None = None) -> None:
             print("\nPlanning, and kernels far larger than usual (the photo, reflect borders):\n")
             print("\n".join(planning_table(x, args.repeat)))
         if "command" in tables:
-            print(f"\nWhole command, {width}×{height} JPEG in and out, 3×3 edge:\n")
-            print("\n".join(command_table(photo, folder, args.repeat)))
+            large = test_photo(2 * width, 2 * height, folder)[1]
+            print(f"\nWhole commands ({width}×{height} and {2 * width}×{2 * height}), medians, peak RSS:\n")
+            print("\n".join(command_table(photo, large, folder, args.repeat)))
         if "batch" in tables:
             count, batch_width, batch_height = (int(v) for v in args.batch.lower().split("x"))
             print("\nA folder of photos, 3×3 edge, medians of 3 runs:\n")

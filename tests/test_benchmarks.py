@@ -22,7 +22,10 @@ def test_suite_runs_on_a_tiny_photo():
         assert f"| {case} |" in out
     for case in ("layer 256→256 3×3, 4×4 image", "Gaussian σ=42, 255×255", "sharpen 3×3, dilation 10000"):
         assert f"| {case} |" in out
-    assert "| convfilter edge |" in out
+    assert "| edge, 96×64 JPG | convfilter edge |" in out
+    for job in ("sharpen, 192×128 JPG | convfilter sharpen", "gaussian, 192×128 JPG | convfilter gaussian -p sigma=2",
+                "identity, 192×128 TIF | convfilter identity"):  # fmt: skip
+        assert f"| {job} |" in out
     assert "| convfilter edge DIR -o OUT |" in out and "(4 photos, 64×48 JPEG)" in out
     # every engine row names a relative difference from OpenCV, and it is float32 rounding
     rows = [line for line in out.splitlines() if line.startswith("| depthwise") or line.startswith("| dense")]
