@@ -281,8 +281,9 @@ def check(cfg: Config, convolution: Convolution | None = None) -> str | None:
 def plan_name(convolution: Convolution) -> str:
     """The method that computes the spatial part: Direct, IntegerDirect, Separable, RowMatmul,
     FFT, NativeBox, NativeSeparable, NativeDirect (through a factored plan), General, TapMatmul,
-    Gather, SeparableGather or PerPair."""
+    Gather, SeparableGather or PerPair (inside ``NonFinite`` for an image with NaN or infinities)."""
     plan = convolution.plan
+    plan = getattr(plan, "plan", plan)  # NonFinite: the finite plan it runs
     if getattr(plan, "separable", None) is not None:
         return "SeparableGather"
     return type(getattr(plan, "spatial", plan)).__name__

@@ -188,11 +188,14 @@ def test_an_unknown_engine_is_refused(monkeypatch):
         convolve(x, np.ones((1, 1, 3, 3)))
 
 
-def test_no_opencv_route_for_non_finite_input_or_sums_beyond_float32(rng):
+def test_non_finite_input_takes_the_finite_plan_and_no_opencv_route_for_sums_beyond_float32(rng):
     x = rng.standard_normal((40, 40, 3)).astype(np.float32)
+    finite_plan = _spatial(x, rng.standard_normal((5, 5)))[1]
     x[5, 5, 0] = np.nan
     kernel = rng.standard_normal((5, 5))
-    assert not _spatial(x, kernel)[1].startswith("Native")
+    conv, name = _spatial(x, kernel)
+    assert type(conv.plan).__name__ == "NonFinite" and name == finite_plan == "NativeDirect"
+    assert not _spatial(x, kernel, engine="numpy")[1].startswith("Native")
     huge = np.full((40, 40, 3), 3e37, np.float32)
     assert not _spatial(huge, kernel * 1e3)[1].startswith("Native")
     assert _spatial(huge / 1e20, kernel)[1] == "NativeDirect"

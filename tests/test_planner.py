@@ -28,7 +28,7 @@ MEMORY_LIMIT = 3 << 30
 MiB = 1 << 20
 
 
-def run_measured(command: Path, args: list, cwd: Path, deadline: float = 120) -> tuple[int, str, int]:
+def run_measured(command: Path, args: list, cwd: Path, deadline: float = 600) -> tuple[int, str, int]:
     """Run the command; return its exit status, standard error and peak resident bytes."""
     with open(cwd / ".stderr", "w+b") as err:
         child = subprocess.Popen(

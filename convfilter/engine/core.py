@@ -19,9 +19,10 @@ import numpy as np
 from ..errors import ArgumentError
 from . import native
 from .geometry import PADDING_MODES, check_groups, geometry, source_index
+from .nonfinite import NonFinite, finite_range
 from .plan import make_plan
 from .spatial import Scratch
-from .taps import STRIP_BYTES, Plan
+from .taps import STRIP_BYTES, Gather, Plan
 
 
 class _NoChannels(Plan):
@@ -73,16 +74,24 @@ class Convolution:
         else:
             low, high = (float(self.x.min()), float(self.x.max())) if self.x.size else (0.0, 0.0)
         self.finite = self.x.dtype.kind != "f" or -top <= low <= high <= top
+        # with NaN or infinities in, strips are loaded with them as zeros (see nonfinite.py)
+        self.clean = not self.finite and self.engine == "auto"
+        if self.clean:
+            low, high = finite_range(self.x)
         if channels == 0:
             self.out_channels, self.plan = 0, _NoChannels()
         else:
             # OpenCV's transforms spread an overflow to a whole strip: only sums far within float32
             reach = max(abs(low), abs(high)) * float(np.abs(weight).sum(axis=(1, 2, 3), dtype=np.float64).max())
             strip = native.strip_dtype(self.x.dtype)
-            use = self.engine == "auto" and self.finite and reach < native.MAX_REACH
-            self.plan = make_plan(
-                weight, self.groups, self.x.shape, geo, self.x.dtype == np.uint8, self.finite, strip if use else None
-            )
+            use = self.engine == "auto" and (self.finite or self.clean) and reach < native.MAX_REACH
+            eight_bit = self.x.dtype == np.uint8
+            plan = make_plan(weight, self.groups, self.x.shape, geo, eight_bit, self.finite or self.clean,
+                             strip if use else None)  # fmt: skip
+            if self.clean and isinstance(plan, Gather):  # reads the image itself, not cleaned strips
+                self.clean = False
+                plan = make_plan(weight, self.groups, self.x.shape, geo, eight_bit, False)
+            self.plan = NonFinite(plan, weight, self.groups) if self.clean else plan
         self.shape = (geo.out_height, geo.out_width, self.out_channels)
 
     def sample_positions(self) -> tuple[np.ndarray, np.ndarray]:
@@ -113,9 +122,10 @@ class Convolution:
         sources = source_index(outside - geo.left, width, self.padding_mode)
         return a, b, outside[sources >= 0], sources[sources >= 0], outside[sources < 0]
 
-    def load(self, r0: int, n: int, scratch: Scratch, dtype=np.float32) -> np.ndarray:
+    def load(self, r0: int, n: int, scratch: Scratch, dtype=np.float32, clean: bool | None = None) -> np.ndarray:
         """The padded input rows and columns that output rows ``r0 … r0+n-1`` read, as ``dtype``,
-        ``(R, Wp, C)``."""
+        ``(R, Wp, C)``; with ``clean`` (default: the convolution's own ``clean``), NaN and
+        infinities are loaded as zeros."""
         geo, x = self.geometry, self.x
         first, count = r0 * geo.stride[0] - geo.top, (n - 1) * geo.stride[0] + geo.reach[0] + 1
         strip = scratch.get("strip", (count, self.padded_width, x.shape[2]), dtype)
@@ -135,6 +145,8 @@ class Convolution:
                 strip[np.ix_(valid, copied)] = x[np.ix_(rows[valid], sources)]
         if len(zeroed):
             strip[:, zeroed] = 0
+        if (self.clean if clean is None else clean) and strip.dtype.kind == "f":
+            np.copyto(strip, 0, where=~np.isfinite(strip))
         return strip
 
     @property

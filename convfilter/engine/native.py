@@ -288,7 +288,7 @@ def image_route(conv, spatial) -> tuple[int, tuple[int, int]] | None:
     """OpenCV's border and anchor with which ``spatial`` filters the image of ``conv`` directly,
     or None: for the box and separable filters on an image OpenCV reads as it is, at a stride
     of 1, a padding mode OpenCV has, and an output the size of the input (``"same"``)."""
-    if not isinstance(spatial, (NativeBox, NativeSeparable)) or conv.padding_mode not in BORDERS:
+    if not isinstance(spatial, (NativeBox, NativeSeparable)) or conv.padding_mode not in BORDERS or conv.clean:
         return None
     x, geo, (kh, kw) = conv.x, conv.geometry, spatial.size
     height, width, channels = x.shape
