@@ -41,6 +41,7 @@ class Metadata:
     icc: bytes | None = None
     exif: bytes | None = None
     dpi: tuple[float, float] | None = None
+    notes: tuple[str, ...] = ()  # what was read but cannot be carried, said once written
 
 
 def might_have_metadata(data: bytes, fmt: str) -> bool:
@@ -87,8 +88,7 @@ def _tiff_metadata(data: bytes) -> Metadata:
 
     exif = Image.Exif()
     exif.load_from_fp(io.BytesIO(data))  # the camera and GPS sub-directories are read from it on demand
-    x, y, unit = exif.get(X_RESOLUTION, 1), exif.get(Y_RESOLUTION, 1), exif.get(RESOLUTION_UNIT)
-    dpi = ((x, y) if unit in (None, 2) else (x * 2.54, y * 2.54) if unit == 3 else None) if x and y else None
+    dpi = _tiff_dpi(exif.get(X_RESOLUTION), exif.get(Y_RESOLUTION), exif.get(RESOLUTION_UNIT))
     icc = exif.get(ICC_PROFILE)
     # the tags that lay out the TIFF's own pixels, and its ICC profile (carried on its own), do
     # not belong in another file's EXIF
@@ -97,25 +97,68 @@ def _tiff_metadata(data: bytes) -> Metadata:
     return _metadata(exif, icc, dpi)
 
 
+def _tiff_dpi(x: object, y: object, unit: object) -> tuple[float, float] | None:
+    """A TIFF's resolution in dots per inch: none without both values or with a unit other than
+    inches (2, or none given) and centimetres (3), or with values that are not numbers."""
+    if x is None or y is None or unit not in (None, 2, 3):
+        return None
+    try:
+        factor = 2.54 if unit == 3 else 1.0
+        return _dpi((float(x) * factor, float(y) * factor))
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
+
+
 def _metadata(exif, icc: object, dpi: object) -> Metadata:
     """The ``Metadata`` of an image's EXIF (less its orientation, which is returned on its own),
     ICC profile and resolution, each as read, each left out on its own where it does not parse."""
     orientation = exif.pop(ORIENTATION, 1)
+    exif_bytes, notes = _exif_bytes(exif)
     return Metadata(
         orientation=orientation if isinstance(orientation, int) and 1 <= orientation <= 8 else 1,
         icc=icc if isinstance(icc, bytes) and icc else None,
-        exif=_exif_bytes(exif),
+        exif=exif_bytes,
         dpi=_dpi(dpi),
+        notes=notes,
     )
 
 
-def _exif_bytes(exif) -> bytes | None:
-    """EXIF as TIFF-structured bytes without the ``Exif\\0\\0`` header; None for none, or for an
-    EXIF that Pillow reads but cannot write back (a tag of the wrong type)."""
+def _exif_bytes(exif) -> tuple[bytes | None, tuple[str, ...]]:
+    """EXIF as classic TIFF-structured bytes without the ``Exif\\0\\0`` header (None for none),
+    and notes: a tag Pillow reads but cannot write back (a date stored as a fraction) is left
+    out on its own and named; the EXIF as a whole only where it still cannot be written."""
+    from PIL import ExifTags, TiffImagePlugin
+
+    exif.bigtiff = False  # a BigTIFF's tags are written back as classic EXIF, which every reader takes
+    if not len(exif):
+        return None, ()
+
+    def writable(tag: int, value: object, group: int | None) -> bool:
+        probe = TiffImagePlugin.ImageFileDirectory_v2(group=group)
+        try:
+            probe[tag] = value
+            probe.tobytes(8)
+        except Exception:  # Pillow raises many kinds here (TypeError, AttributeError, OverflowError, …)
+            return False
+        return True
+
+    left_out = []
     try:
-        return exif.tobytes()[6:] if len(exif) else None
-    except Exception:  # Pillow raises many kinds here (TypeError, AttributeError, OverflowError, …)
-        return None
+        return exif.tobytes()[6:], ()
+    except Exception:
+        pointers = (ExifTags.IFD.Exif, ExifTags.IFD.GPSInfo)
+        directories = [(None, exif)] + [(tag, exif.get_ifd(tag)) for tag in pointers if tag in exif]
+        for group, directory in directories:
+            for tag, value in list(directory.items()):
+                if tag not in pointers and tag != ExifTags.IFD.Interop and not writable(tag, value, group):
+                    del directory[tag]
+                    name = (ExifTags.GPSTAGS if group == ExifTags.IFD.GPSInfo else ExifTags.TAGS).get(tag, "tag")
+                    left_out.append(f"{name} ({tag})")
+    try:
+        data = exif.tobytes()[6:]
+    except Exception:
+        return None, ("the EXIF data cannot be written back: left out",)
+    return data, (f"EXIF tags that cannot be written back are left out: {', '.join(left_out)}",) if left_out else ()
 
 
 def _dpi(value: object) -> tuple[float, float] | None:
@@ -147,7 +190,7 @@ def fit_metadata(meta: Metadata, fmt: str) -> tuple[Metadata, tuple[str, ...]]:
     """``meta`` without what ``fmt`` cannot carry, and a note for each part left out: a JPEG
     holds EXIF in one 64 KiB segment and an ICC profile in at most 255 of them; a TIFF holds
     EXIF whose tags Pillow can lay out."""
-    notes = []
+    notes, meta = list(meta.notes), replace(meta, notes=())
     if fmt == "jpeg" and meta.exif and len(meta.exif) > JPEG_EXIF_BYTES:
         notes.append(f"the EXIF data ({len(meta.exif):,} bytes) is over the {JPEG_EXIF_BYTES:,} a JPEG holds: left out")
         meta = replace(meta, exif=None)
@@ -157,8 +200,14 @@ def fit_metadata(meta: Metadata, fmt: str) -> tuple[Metadata, tuple[str, ...]]:
     if fmt == "tiff" and meta.exif:
         from .tifftags import Layout, tags_block, tiff_tags
 
+        tags, not_carried = tiff_tags(meta)
+        if not_carried:
+            notes.append(
+                f"TIFF tags not carried into the output: {', '.join(map(str, not_carried))} (only descriptive tags, "
+                "EXIF, GPS, the ICC profile and the resolution are)"
+            )
         try:  # laid out once here, where a tag Pillow cannot write can still be left out with a note
-            tags_block(Layout(b"II*\0\0\0\0\0"), tiff_tags(meta), 8)
+            tags_block(Layout(b"II*\0\0\0\0\0"), tags, 8)
         except Exception:  # Pillow raises many kinds on odd tags (TypeError, ValueError, struct.error, …)
             notes.append("the EXIF data cannot be written into a TIFF: left out")
             meta = replace(meta, exif=None)

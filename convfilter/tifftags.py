@@ -13,6 +13,16 @@ from __future__ import annotations
 import struct
 
 EXIF_IFD, GPS_IFD, INTEROP_IFD = 0x8769, 0x8825, 0xA005
+# Tags of a first directory carried into a TIFF: those that describe the picture, not its pixels'
+# layout (DocumentName, ImageDescription, Make, Model, Software, DateTime, Artist, HostComputer,
+# Rating, RatingPercent, XMP, Copyright, IPTC, the Windows XP fields) and the EXIF and GPS
+# directories. Any other (a private tag, SubIFDs, an SGI matte, Photoshop's layers) may describe
+# pixels that are no longer there: left out, and named in a note.
+DESCRIPTIVE_TAGS = frozenset({269, 270, 271, 272, 305, 306, 315, 316, 18246, 18249, 700, 33432, 33723,
+                              *range(40091, 40096), EXIF_IFD, GPS_IFD})  # fmt: skip
+POINTERS = frozenset({330, EXIF_IFD, GPS_IFD, INTEROP_IFD})  # SubIFDs, camera, GPS, interoperability
+# an ImageDescription that is a layout: ImageJ's hyperstack header, tifffile's shape
+LAYOUT_DESCRIPTIONS = ("ImageJ=", '{"shape":')
 
 
 class Layout:
@@ -49,33 +59,49 @@ class Layout:
         return raw, self.unpack(self.offset, data, start + count * self.entry)
 
 
-def tiff_tags(meta) -> dict[int, object]:
-    """The tags ``meta`` adds to a TIFF's first directory: the EXIF's own (less those that lay
-    out pixels, and the orientation, already applied), its camera and GPS sub-directories as
-    dictionaries, the ICC profile and the resolution in dots per inch."""
+def tiff_tags(meta) -> tuple[dict[int, object], list[int]]:
+    """The tags ``meta`` adds to a TIFF's first directory — its EXIF's descriptive tags, its
+    camera and GPS sub-directories as dictionaries, the ICC profile and the resolution in dots
+    per inch — and the EXIF's other first-directory tags, left out (the orientation, already
+    applied, and the resolution, carried on its own, are left out unnamed)."""
     from PIL import Image
 
-    from .metadata import ICC_PROFILE, ORIENTATION, RESOLUTION_UNIT, TIFF_LAYOUT_TAGS, X_RESOLUTION, Y_RESOLUTION
+    from .metadata import ICC_PROFILE, ORIENTATION, RESOLUTION_UNIT, X_RESOLUTION, Y_RESOLUTION
 
     tags: dict[int, object] = {}
+    left_out = []
     if meta.exif:
         exif = Image.Exif()
         exif.load(b"Exif\0\0" + meta.exif)
         for tag, value in exif.items():
-            if tag in TIFF_LAYOUT_TAGS or tag == ORIENTATION:
+            if tag in (ORIENTATION, X_RESOLUTION, Y_RESOLUTION, RESOLUTION_UNIT):
                 continue
-            if tag in (EXIF_IFD, GPS_IFD):
-                value = dict(exif.get_ifd(tag))
-                if INTEROP_IFD in value:
-                    value[INTEROP_IFD] = dict(exif.get_ifd(INTEROP_IFD))
-                if not value:
-                    continue
+            if tag not in DESCRIPTIVE_TAGS or (isinstance(value, str) and value.startswith(LAYOUT_DESCRIPTIONS)):
+                left_out.append(tag)
+                continue
+            if tag in (EXIF_IFD, GPS_IFD) and not (value := _directory(exif, tag)):
+                continue
             tags[tag] = value
     if meta.icc:
         tags[ICC_PROFILE] = meta.icc
     if meta.dpi:
         tags[X_RESOLUTION], tags[Y_RESOLUTION], tags[RESOLUTION_UNIT] = *meta.dpi, 2
-    return tags
+    return tags, sorted(left_out)
+
+
+def _directory(exif, tag: int) -> dict[int, object]:
+    """The camera or GPS sub-directory of ``exif`` as a dictionary, the camera's interoperability
+    directory nested in it, without what has no place there: pointers to other directories (one
+    that loops back would bring the first directory's tags) and tags that lay out pixels."""
+    from .metadata import TIFF_LAYOUT_TAGS
+
+    def own(directory: dict) -> dict:
+        return {k: v for k, v in directory.items() if k not in TIFF_LAYOUT_TAGS and k not in POINTERS}
+
+    value = own(exif.get_ifd(tag))
+    if tag == EXIF_IFD and INTEROP_IFD in exif.get_ifd(tag) and (interop := own(exif.get_ifd(INTEROP_IFD))):
+        value[INTEROP_IFD] = interop
+    return value
 
 
 def tags_block(layout: Layout, tags: dict[int, object], at: int) -> bytes:
@@ -95,7 +121,7 @@ def add_to_tiff(data, meta) -> list:
     """The pieces of a TIFF (OpenCV's ``data`` first, unchanged but for its header) that carries
     ``meta`` as well: write them one after another. Raises ValueError (or Pillow's errors) for
     a file or tag it cannot lay out."""
-    tags = tiff_tags(meta)
+    tags, _ = tiff_tags(meta)
     if not tags:
         return [data]
     layout = Layout(data)
