@@ -84,7 +84,12 @@ def make_plan(
     if factored is not None and geo.stride[1] == 1:
         return factored
     wide = [factored] if factored is not None else []
-    if finite and kh * kw >= FFT_MIN_TAPS and np.count_nonzero(np.any(weight, axis=(2, 3))) <= MAX_PAIRS:
+    # pair by pair: large kernels (an FFT each), or any size through OpenCV's filters
+    if (
+        finite
+        and (kh * kw >= FFT_MIN_TAPS or native is not None)
+        and np.count_nonzero(np.any(weight, axis=(2, 3))) <= MAX_PAIRS
+    ):
         wide.append(PerPair(weight, groups, geo, native))
     # these compute every column and keep every stride-th; the others compute only those kept
     return min([*candidates, *wide], key=lambda plan: plan.cost * (geo.stride[1] if plan in wide else 1))
