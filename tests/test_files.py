@@ -31,6 +31,8 @@ def test_200_mp_is_refused_by_default_and_read_when_allowed(tmp_path, convfilter
     (tmp_path / "big.png").write_bytes(png_of_zeros(20000, 10000, bits=8, colour=0, chunks=dpi))
     done = _run(convfilter_command, tmp_path, "identity", "big.png", "-o", "out.png")
     assert_clean_failure(done, 1, "20000×10000 is 200 MP, over the limit of 128 MP")
+    done = _run(convfilter_command, tmp_path, "identity", "big.png", "-o", "out.png", "--max-pixels", "100000000")
+    assert_clean_failure(done, 1, "20000×10000 is 200 MP, over the limit of 100 MP")
     done = _run(
         convfilter_command, tmp_path, "identity", "big.png", "-o", "out.png", "--max-pixels", "300000000",
         "--stride", "100", "-q",
