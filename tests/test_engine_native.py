@@ -222,7 +222,7 @@ def test_more_channels_than_one_opencv_array_holds(rng):
 
 @pytest.mark.parametrize("mode", ["zeros", "reflect", "replicate"])
 @pytest.mark.parametrize("shape", [(13, 13), (8, 6), (1, 9), (9, 1)])
-@pytest.mark.parametrize("kind", ["box", "separable"])
+@pytest.mark.parametrize("kind", ["box", "separable", "large"])
 def test_straight_from_the_image_across_strip_cuts(mode, shape, kind, rng):
     # OpenCV's border stands for the padding and each cut is computed again from a band around
     # it: every strip height from the smallest allowed, threads or not, equals the NumPy engine
@@ -230,11 +230,14 @@ def test_straight_from_the_image_across_strip_cuts(mode, shape, kind, rng):
 
     x = rng.integers(0, 256, (97, 61, 3), dtype=np.uint8)
     kernel = np.full(shape, 0.3) if kind == "box" else np.outer(rng.standard_normal(shape[0]), rng.random(shape[1]))
+    if kind == "large":  # random, past the taps where filter2D takes its transform
+        shape = (shape[0] + 12, shape[1] + 12)
+        kernel = rng.standard_normal(shape)
     conv, name = _spatial(x, kernel, padding_mode=mode)
     if kind == "separable" and min(shape) == 1:  # a 1-D kernel is one filter2D row or column
         assert name == "NativeDirect"
         return
-    assert name == ("NativeBox" if kind == "box" else "NativeSeparable")
+    assert name == {"box": "NativeBox", "separable": "NativeSeparable", "large": "NativeDirect"}[kind]
     assert image_route(conv, conv.plan.spatial) is not None
     expected = _spatial(x, kernel, padding_mode=mode, engine="numpy")[0].run()
     for strip_rows in (shape[0] - 1, shape[0], 17, None):

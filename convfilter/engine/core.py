@@ -231,7 +231,7 @@ class Convolution:
 
     def _parallel(self, work: Callable[[int, int, Scratch], None], threads: int | None, strip_rows: int | None) -> None:
         starts = self._starts(strip_rows)
-        threads = min(threads or os.cpu_count() or 1, len(starts))
+        threads = 1 if self.plan.serial(self) else min(threads or os.cpu_count() or 1, len(starts))
         if threading.current_thread().name.startswith(_POOL_PREFIX):
             threads = 1  # called from a strip's own work (a sink): the pool's threads are all busy
         if threads <= 1:

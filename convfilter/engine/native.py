@@ -18,7 +18,8 @@ filters, strips of 8- and 16-bit images are loaded as they are: OpenCV reads a q
 of the bytes. Costs are in the units of ``spatial.py``, measured on the same 12 MP photo.
 
 Where the padding is one of OpenCV's borders and the output is the input's size (a depthwise
-``"same"`` box or separable filter, stride 1), ``filter_rows`` skips the strip altogether: OpenCV
+``"same"`` box or separable filter, or a large kernel through OpenCV's transform, stride 1),
+``filter_rows`` skips the strip altogether: OpenCV
 reads the image rows in place and writes the output block, and only the few rows at each cut
 between strips are computed again from a band around it (``image_route`` says where).
 
@@ -286,16 +287,22 @@ def native_methods(kernel: np.ndarray, terms, dilation: tuple[int, int], strip: 
 
 def image_route(conv, spatial) -> tuple[int, tuple[int, int]] | None:
     """OpenCV's border and anchor with which ``spatial`` filters the image of ``conv`` directly,
-    or None: for the box and separable filters on an image OpenCV reads as it is, at a stride
-    of 1, a padding mode OpenCV has, and an output the size of the input (``"same"``)."""
-    if not isinstance(spatial, (NativeBox, NativeSeparable)) or conv.padding_mode not in BORDERS or conv.clean:
+    or None: for the box and separable filters, and a large kernel through OpenCV's transform,
+    on an image OpenCV reads as it is, at a stride of 1, a padding mode OpenCV has, and an
+    output the size of the input (``"same"``)."""
+    direct = isinstance(spatial, NativeDirect) and spatial.transform  # a large kernel: OpenCV's transform
+    if not (isinstance(spatial, (NativeBox, NativeSeparable)) or direct) or conv.padding_mode not in BORDERS:
+        return None
+    if conv.clean:  # NaN or infinities in the image: only cleaned strips are filtered
         return None
     x, geo, (kh, kw) = conv.x, conv.geometry, spatial.size
     height, width, channels = x.shape
     if geo.stride != (1, 1) or (geo.out_height, geo.out_width) != (height, width) or channels > MAX_CHANNELS:
         return None
     # a reflection wider than the image folds more than once: left to the loaded strips
-    if x.dtype != spatial.strip_dtype or not (geo.top < kh and geo.left < kw) or min(height, width) <= max(kh, kw):
+    # the transform reads 8- and 16-bit rows as they are (its own conversion costs less than a copy)
+    readable = x.dtype in STRIP_DTYPES if direct else x.dtype == spatial.strip_dtype
+    if not readable or not (geo.top < kh and geo.left < kw) or min(height, width) <= max(kh, kw):
         return None
     anchor = CENTRE if (geo.top, geo.left) == spatial.offset else (geo.left, geo.top)
     return BORDERS[conv.padding_mode], anchor

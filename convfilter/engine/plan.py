@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .geometry import Geometry
-from .native import Native, NativeSeparable, cheap_expansion, expand, image_route, native_methods
+from .native import Native, NativeDirect, NativeSeparable, cheap_expansion, expand, image_route, native_methods
 from .spatial import (
     EXACT,
     FFT,
@@ -49,6 +49,9 @@ NATIVE_STRIP_BYTES = 20 << 20
 # NATIVE_BLOCK_BYTES of float32 output.
 NATIVE_IMAGE_HALOS = 32
 NATIVE_BLOCK_BYTES = 32 << 20
+# A large kernel through OpenCV's transform, straight from the image, fills blocks of up to this
+# many bytes of float32 output, one at a time.
+NATIVE_TRANSFORM_BYTES = 96 << 20
 
 
 def make_plan(
@@ -174,6 +177,9 @@ class Factored(Plan):
             return max(1, min(max(8, max(FFT_STRIP_ROWS, geo.reach[0]) // geo.stride[0]), fits))
         if isinstance(self.spatial, RowMatmul):
             return max(4, min(rows, 4 * rows // self.spatial.kernel.shape[1]))
+        if self.serial(conv):
+            # OpenCV's transform runs on every core itself, and costs less per row on tall bands
+            return max(rows, geo.reach[0], NATIVE_TRANSFORM_BYTES // (4 * geo.out_width * conv.out_channels))
         if (
             isinstance(self.spatial, Native)
             and self.pre is None
@@ -194,6 +200,17 @@ class Factored(Plan):
             fits = (NATIVE_STRIP_BYTES // (4 * geo.padded_width * conv.x.shape[2]) - geo.reach[0]) // geo.stride[0]
             return max(1, min(max(rows, NATIVE_HALO_SHARE * geo.reach[0] // geo.stride[0]), max(rows, fits)))
         return rows
+
+    def serial(self, conv) -> bool:
+        """True for a large kernel through OpenCV's transform straight from the image: strips one
+        after another, each on all cores within OpenCV."""
+        return bool(
+            isinstance(self.spatial, NativeDirect)
+            and self.spatial.transform
+            and self.pre is None
+            and self.post is None
+            and image_route(conv, self.spatial)
+        )
 
     def compute(self, conv, r0: int, n: int, out: np.ndarray, scratch: Scratch, collapse: bool = False) -> None:
         """Compute output rows ``r0 … r0+n-1`` of ``conv`` into ``out``: straight from the image

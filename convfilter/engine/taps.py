@@ -39,6 +39,10 @@ class Plan:
         """Output rows per strip, from the ``rows`` that the strip budget allows."""
         return rows
 
+    def serial(self, conv) -> bool:
+        """True where strips should run one after another (the method uses every core itself)."""
+        return False
+
     def compute(self, conv, r0: int, n: int, out: np.ndarray, scratch: Scratch, collapse: bool = False) -> None:
         """Compute output rows ``r0 … r0+n-1`` of ``conv`` into ``out`` (n, W', O) from its padded strip."""
         strip = conv.load(r0, n, scratch, self.strip_dtype)
