@@ -220,12 +220,15 @@ class Convolution:
 
     def run(self, threads: int | None = None, strip_rows: int | None = None) -> np.ndarray:
         """Return the whole float32 result ``(H', W', O)``; ``strip_rows`` overrides the strip
-        height the plan chose."""
+        height the plan chose. A plan that runs on every core within OpenCV straight from the
+        image (``serial``) fills the result in one call: it is held whole anyway."""
         try:
             out = np.empty(self.shape, np.float32)
         except (MemoryError, ValueError):
             size = "×".join(map(str, self.shape))
             raise ArgumentError(f"the result, {size} float32, is larger than this machine can hold") from None
+        if strip_rows is None and self.plan.serial(self):
+            strip_rows = max(1, self.shape[0])
         self._parallel(lambda r0, n, scratch: self.compute(r0, n, out[r0 : r0 + n], scratch), threads, strip_rows)
         return out
 

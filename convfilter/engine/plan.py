@@ -178,8 +178,9 @@ class Factored(Plan):
         if isinstance(self.spatial, RowMatmul):
             return max(4, min(rows, 4 * rows // self.spatial.kernel.shape[1]))
         if self.serial(conv):
-            # OpenCV's transform runs on every core itself, and costs less per row on tall bands
-            return max(rows, geo.reach[0], NATIVE_TRANSFORM_BYTES // (4 * geo.out_width * conv.out_channels))
+            # OpenCV runs on every core itself; its transform costs less per row on tall bands
+            budget = NATIVE_TRANSFORM_BYTES if isinstance(self.spatial, NativeDirect) else NATIVE_BLOCK_BYTES
+            return max(rows, geo.reach[0], budget // (4 * geo.out_width * conv.out_channels))
         if (
             isinstance(self.spatial, Native)
             and self.pre is None
@@ -202,11 +203,13 @@ class Factored(Plan):
         return rows
 
     def serial(self, conv) -> bool:
-        """True for a large kernel through OpenCV's transform straight from the image: strips one
-        after another, each on all cores within OpenCV."""
+        """True for a separable kernel, or a large one through OpenCV's transform, straight from
+        the image: strips one after another, each on all cores within OpenCV."""
         return bool(
-            isinstance(self.spatial, NativeDirect)
-            and self.spatial.transform
+            (
+                isinstance(self.spatial, NativeSeparable)
+                or (isinstance(self.spatial, NativeDirect) and self.spatial.transform)
+            )
             and self.pre is None
             and self.post is None
             and image_route(conv, self.spatial)
