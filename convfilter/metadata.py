@@ -26,7 +26,6 @@ ORIENTATION, X_RESOLUTION, Y_RESOLUTION, RESOLUTION_UNIT, ICC_PROFILE = 0x0112, 
 # compression, colour map) or hold its ICC profile
 TIFF_LAYOUT_TAGS = (254, 255, 256, 257, 258, 259, 262, 263, 266, 273, 277, 278, 279, 280, 281, 284, 292, 293)
 TIFF_LAYOUT_TAGS += (285, 297, 317, 320, 322, 323, 324, 325, 338, 339, 340, 341, 530, 531, 532, 34675)
-EXIF_SUB_IFDS = {0x8769: "camera", 0x8825: "GPS", 0xA005: "interoperability"}  # pointers to sub-directories
 JPEG_SEGMENT = 65533  # the most a JPEG segment's payload holds
 JPEG_EXIF_BYTES = JPEG_SEGMENT - len(b"Exif\0\0")
 JPEG_ICC_PIECE = JPEG_SEGMENT - len(b"ICC_PROFILE\0") - 2  # a sequence number and a count
