@@ -9,7 +9,7 @@ import os
 import secrets
 import stat
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -34,12 +34,22 @@ ORIENTED_BY_DECODER = ("tiff",)  # formats whose pixels OpenCV returns with the 
 @dataclass(frozen=True)
 class Image:
     """Decoded pixels ``(H, W, C)`` in R, G, B(, A) order, upright, the format they came in,
-    and the metadata to carry over to the output."""
+    and the metadata to carry over to the output. With ``bgr``, the pixels are in OpenCV's
+    B, G, R(, A) order, as decoded (``to_rgb`` turns them)."""
 
     pixels: np.ndarray
     format: str
     metadata: Metadata = field(default_factory=Metadata)
     frames: int = 1  # an animated GIF or multi-page TIFF: only the first frame is read
+    bgr: bool = False
+
+
+def to_rgb(image: Image) -> Image:
+    """``image`` with its pixels in R, G, B(, A) order: turned in place if they are in OpenCV's
+    (the ``image`` passed in is stale afterwards)."""
+    if not image.bgr:
+        return image
+    return replace(image, pixels=swap_red_blue(image.pixels, in_place=True), bgr=False)
 
 
 def read_bytes(path: str | Path | None, limits: Limits | None = None) -> bytes:
@@ -86,9 +96,9 @@ def _read_limited(stream, name: str, limits: Limits, status: os.stat_result | No
     )
 
 
-def read_image(path: str | Path, limits: Limits | None = None) -> Image:
-    """Read and decode the image file at ``path``."""
-    return decode_image(read_bytes(path, limits), str(path), limits)
+def read_image(path: str | Path, limits: Limits | None = None, bgr: bool = False) -> Image:
+    """Read and decode the image file at ``path`` (``bgr``: as for ``decode_image``)."""
+    return decode_image(read_bytes(path, limits), str(path), limits, bgr)
 
 
 @contextlib.contextmanager
@@ -110,9 +120,11 @@ def quiet_native_stderr():
         os.close(devnull)
 
 
-def decode_image(data: bytes, name: str, limits: Limits | None = None) -> Image:
+def decode_image(data: bytes, name: str, limits: Limits | None = None, bgr: bool = False) -> Image:
     """Decode image bytes; ``name`` is how errors refer to them. A cut-off file or one whose
-    header claims more pixels than ``limits`` allow is refused before decoding."""
+    header claims more pixels than ``limits`` allow is refused before decoding. With ``bgr``,
+    colour pixels are left in OpenCV's order (a pass over the image saved when the caller can
+    take them so)."""
     if not data:
         raise ImageError(f"input {name}: is empty, no image data")
     limits = limits or Limits()
@@ -150,13 +162,15 @@ def decode_image(data: bytes, name: str, limits: Limits | None = None) -> Image:
         pixels = _decode_truncated(data)
     if pixels is None:
         raise ImageError(f"input {name}: not an image that can be decoded (PNG, JPEG, WebP, BMP, TIFF, …)")
-    pixels = swap_red_blue(pixels[:, :, None] if pixels.ndim == 2 else pixels, in_place=True)
+    pixels = pixels[:, :, None] if pixels.ndim == 2 else pixels
+    if not bgr:
+        pixels = swap_red_blue(pixels, in_place=True)
     meta = read_metadata(data) if might_have_metadata(data, fmt) else Metadata()
     frames = count_frames(data, fmt)
     # IMREAD_UNCHANGED keeps the pixels as stored, except that OpenCV's TIFF reader turns them
     # upright itself: turn the others upright here, so that each is turned exactly once
     upright = pixels if fmt in ORIENTED_BY_DECODER else apply_orientation(pixels, meta.orientation)
-    return Image(upright, fmt, meta, frames)
+    return Image(upright, fmt, meta, frames, bgr=bgr and upright.shape[2] in (3, 4))
 
 
 def _decode_truncated(data: bytes) -> np.ndarray | None:
@@ -190,6 +204,19 @@ def swap_red_blue(pixels: np.ndarray, in_place: bool = False) -> np.ndarray:
     swapped = pixels if in_place else pixels.copy()
     swapped[..., [0, 2]] = pixels[..., [2, 0]]
     return swapped
+
+
+def opencv_order(channels: int) -> np.ndarray:
+    """Which R, G, B(, A) channel each of OpenCV's holds: blue and red change places in 3 and 4
+    channels; 1 and 2 (gray, gray and alpha) have no colour order.
+
+    >>> opencv_order(4).tolist(), opencv_order(2).tolist()
+    ([2, 1, 0, 3], [0, 1])
+    """
+    order = np.arange(channels)
+    if channels in (3, 4):
+        order[[0, 2]] = [2, 0]
+    return order
 
 
 def pixel_dtype(input_dtype: np.dtype, fmt: str) -> np.dtype:
@@ -243,6 +270,8 @@ def to_pixels(
             low, high = float(values.min()), float(values.max())
             values -= np.float32(low)
             values *= np.float32(top / (high - low) if high > low else 0.0)
+        if _round_by_opencv(values, dtype, out, tally):
+            return out
         np.rint(values, out=values)
         if tally is not None and (values.min() < 0 or values.max() > top):
             tally.append(int(np.count_nonzero(values < 0) + np.count_nonzero(values > top)))
@@ -253,6 +282,36 @@ def to_pixels(
             return values.astype(dtype)
         np.copyto(out, values, casting="unsafe")
     return out
+
+
+# OpenCV rounds to nearest even and saturates in one pass, as NumPy's rint, clip and cast do in
+# three, for values whose rounding fits an int32: the others take NumPy's way
+_OPENCV_DEPTHS = {np.dtype(np.uint8): cv2.CV_8U, np.dtype(np.uint16): cv2.CV_16U}
+_OPENCV_ROUNDS = 2.0**31 - 2**8  # the largest float32 below 2^31
+
+
+def _round_by_opencv(values: np.ndarray, dtype: np.dtype, out: np.ndarray | None, tally: list[int] | None) -> bool:
+    """Round finite float32 ``values`` to nearest even, saturated to ``dtype``, into ``out``
+    with OpenCV, counting into ``tally`` those that saturate; False (nothing done) where OpenCV
+    cannot: other dtypes, values beyond int32 or NaN, more than OpenCV indexes, a few values."""
+    # a few values NumPy rounds as fast (and OpenCV takes an array of up to 4 as a scalar)
+    if out is None or dtype not in _OPENCV_DEPTHS or values.dtype != np.float32 or values.size < 4096:
+        return False
+    if not values.flags.c_contiguous or values.shape != out.shape or values.size >= 2**31:
+        return False
+    flat = values.reshape(len(values) if values.ndim > 1 else 1, -1)
+    low, high, _, _ = cv2.minMaxLoc(flat)
+    if not -_OPENCV_ROUNDS <= low <= high <= _OPENCV_ROUNDS:  # also False for NaN
+        return False
+    top = float(np.iinfo(dtype).max)
+    if tally is not None and (low < -0.5 or high >= top + 0.5):  # rounds below 0 or above top
+        below, above = cv2.compare(flat, -0.5, cv2.CMP_LT), cv2.compare(flat, top + 0.5, cv2.CMP_GE)
+        tally.append(cv2.countNonZero(below) + cv2.countNonZero(above))
+    target = out if out.flags.c_contiguous else np.empty(out.shape, dtype)
+    cv2.add(flat, 0.0, dst=target.reshape(flat.shape), dtype=_OPENCV_DEPTHS[dtype])
+    if target is not out:
+        np.copyto(out, target)
+    return True
 
 
 def stream_format(input_format: str) -> str:
@@ -280,10 +339,12 @@ def encode_pieces(
     metadata: Metadata | None = None,
     compression: int | None = None,
     reuse: bool = False,
+    bgr: bool = False,
 ) -> Encoded:
-    """Encode ``(H, W, C)`` pixels in R, G, B(, A) order as ``fmt``, with ``metadata`` (ICC
-    profile, EXIF, DPI) where the format holds it. With ``reuse``, the pixels are turned to
-    OpenCV's B, G, R order in place and back, rather than in a copy."""
+    """Encode ``(H, W, C)`` pixels in R, G, B(, A) order (``bgr``: in OpenCV's B, G, R(, A)
+    order already) as ``fmt``, with ``metadata`` (ICC profile, EXIF, DPI) where the format
+    holds it. With ``reuse``, the caller lets the pixels go: they are turned to OpenCV's order
+    in place rather than in a copy."""
     if fmt == "npy":
         array, header = np.ascontiguousarray(pixels), io.BytesIO()
         np.lib.format.write_array_header_1_0(header, np.lib.format.header_data_from_array_1_0(array))
@@ -295,7 +356,7 @@ def encode_pieces(
             "channels; use --montage (every channel in one picture), --split (one image per channel) or write a "
             ".npy file"
         )
-    bgr = swap_red_blue(pixels, in_place=reuse)
+    ordered = pixels if bgr else swap_red_blue(pixels, in_place=reuse)
     params = []
     if fmt == "jpeg":
         params = [cv2.IMWRITE_JPEG_QUALITY, quality]
@@ -305,14 +366,11 @@ def encode_pieces(
         params = [cv2.IMWRITE_PNG_COMPRESSION, compression]
     try:
         with quiet_native_stderr():
-            ok, encoded = cv2.imencode("." + ("jpg" if fmt == "jpeg" else fmt), bgr, params)
+            ok, encoded = cv2.imencode("." + ("jpg" if fmt == "jpeg" else fmt), ordered, params)
     except cv2.error as error:
         if error.code == cv2.Error.StsNoMem:
             raise MemoryError from None
         raise ImageError(f"could not encode the result as {fmt.upper()} ({error.err})") from None
-    finally:
-        if bgr is pixels:
-            swap_red_blue(pixels, in_place=True)  # back to R, G, B
     if not ok:
         raise ImageError(f"could not encode the result as {fmt.upper()}")
     return Encoded(add_metadata(memoryview(encoded).cast("B"), fmt, pixels, metadata or Metadata()))

@@ -21,10 +21,13 @@ from .imageio import (
     Image,
     decode_image,
     encode_pieces,
+    opencv_order,
     pixel_dtype,
     read_image,
     stream_format,
+    swap_red_blue,
     to_pixels,
+    to_rgb,
     write_atomic,
 )
 from .kernel import Kernel, Layer
@@ -72,19 +75,33 @@ def filter_pixels(
     has_alpha: bool = True,
     threads: int | None = None,
     tally: list[int] | None = None,
+    bgr: bool = False,
 ) -> tuple[np.ndarray, Layer]:
     """Filter ``(H, W, C)`` pixels with ``kernel`` and return the output pixels for format ``fmt``
     (float32 and unclipped for ``npy``) together with the resolved layer; the convolution runs
     on ``threads`` threads (None: all cores). ``tally`` collects the counts of result values
-    that saturate the output's integers."""
+    that saturate the output's integers. With ``bgr``, colour pixels come in OpenCV's B, G, R(, A)
+    order and a colour result for an image format goes back in it: the layer is applied to the
+    channels in that order (its weights reordered), so that neither is turned."""
     color, alpha = split_alpha(pixels, kernel.alpha, has_alpha)
     layer = kernel.layer(color.shape[2])
+    bank = len(kernel.weights) if kernel.weights.ndim == 3 and kernel.combine != "none" else 0
+    weight, bias, turn = layer.weight, layer.bias, False
+    if bgr:
+        written = opencv_order(layer.result_channels) if fmt != "npy" else np.arange(layer.result_channels)
+        responses = np.repeat(written * max(bank, 1), max(bank, 1)) + np.tile(np.arange(max(bank, 1)), len(written))
+        reordered = reorder_layer(weight, bias, layer.groups, opencv_order(layer.in_channels), responses)
+        if reordered is None:  # groups that the order splits: the pixels are turned instead
+            pixels, turn = swap_red_blue(pixels, in_place=True), fmt != "npy"
+            color, alpha = split_alpha(pixels, kernel.alpha, has_alpha)
+        else:
+            weight, bias = reordered
     if layer.repeat_gray:
         color = np.broadcast_to(color, (*color.shape[:2], 3))
     conv = Convolution(
         color,
-        layer.weight,
-        layer.bias,
+        weight,
+        bias,
         stride=kernel.stride,
         padding=kernel.padding,
         dilation=kernel.dilation,
@@ -96,7 +113,6 @@ def filter_pixels(
     dtype = pixel_dtype(pixels.dtype, fmt)
     # a 16-bit result written to an 8-bit-only format is brought to the 8-bit scale
     scale = 1 / 257 if pixels.dtype == np.uint16 and dtype == np.uint8 else 1.0
-    bank = len(kernel.weights) if kernel.weights.ndim == 3 and kernel.combine != "none" else 0
     # an untouched alpha goes back next to the result: its channel is made room for from the start
     attach = alpha is not None and fmt != "npy" and layer.result_channels in (1, 3)
     full = np.empty((out_height, out_width, 4 if attach else layer.result_channels), dtype)
@@ -127,7 +143,30 @@ def filter_pixels(
         to_pixels(floats, dtype, kernel.range, scale, out, finite=conv.finite)
     if attach:
         _attach_alpha(full, layer.result_channels, alpha, conv, scale)
-    return full, layer
+    return (swap_red_blue(full, in_place=True) if turn else full), layer
+
+
+def reorder_layer(
+    weight: np.ndarray, bias: np.ndarray | None, groups: int, inputs: np.ndarray, outputs: np.ndarray
+) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """The weight ``[O, C/groups, kh, kw]`` and bias of a layer that takes its input channels in
+    the order ``inputs`` (channel ``i`` holds the layer's channel ``inputs[i]``) and gives its
+    outputs in the order ``outputs``; None when the orders would split a group.
+
+    >>> w = np.arange(6, dtype=np.float32).reshape(3, 2, 1, 1)  # 2 inputs to 3 outputs, dense
+    >>> reorder_layer(w, None, 1, np.array([1, 0]), np.array([2, 1, 0]))[0][:, :, 0, 0].tolist()
+    [[5.0, 4.0], [3.0, 2.0], [1.0, 0.0]]
+    >>> reorder_layer(np.ones((4, 2, 1, 1)), None, 2, np.array([2, 1, 0, 3]), np.arange(4)) is None
+    True
+    """
+    per_in, per_out = len(inputs) // groups, weight.shape[0] // groups
+    sources = inputs.reshape(groups, per_in)
+    group = sources[:, :1] // per_in  # the layer's group that each group of the new order takes
+    if np.any(sources // per_in != group) or np.any(outputs.reshape(groups, per_out) // per_out != group):
+        return None
+    within = (sources % per_in)[np.arange(weight.shape[0]) // per_out]  # (O, C/groups)
+    reordered = weight[outputs[:, None], within]
+    return reordered, (None if bias is None else bias[outputs])
 
 
 def _combine(responses: np.ndarray, how: str) -> np.ndarray:
@@ -175,10 +214,13 @@ def filter_image(
     go before encoding, so that a caller that keeps no reference of its own does not hold both."""
     fmt = options.format or stream_format(image.format)
     saturated: list[int] = []
+    if options.prepare is not None or options.maps:  # they speak R, G, B
+        image = to_rgb(image)
     pixels = image.pixels if options.prepare is None else options.prepare.apply(image.pixels)
     if options.maps:
         return _maps(image, pixels, kernel, options, fmt, name, output)
-    out, layer = filter_pixels(pixels, kernel, fmt, image.format != "npy", options.threads, saturated)
+    bgr = image.bgr
+    out, layer = filter_pixels(pixels, kernel, fmt, image.format != "npy", options.threads, saturated, bgr)
     del pixels
     height, width = image.pixels.shape[:2]
     metadata, left_out = fit_metadata(image.metadata, fmt)
@@ -188,7 +230,7 @@ def filter_image(
     if image.frames > 1:
         notes.append(f"{name} has {image.frames} frames: only the first is filtered")
     del image
-    data = encode_pieces(out, fmt, options.quality, metadata, options.compression, reuse=True)
+    data = encode_pieces(out, fmt, options.quality, metadata, options.compression, reuse=True, bgr=bgr)
     size = (out.shape[1], out.shape[0])
     return data, Result(name, output, "written", 0.0, None, layer, (width, height), size, tuple(notes))
 
@@ -210,7 +252,7 @@ def filter_file(input_path: str | Path, output_path: str | Path, kernel: Kernel,
     start = time.perf_counter()
     name, output = str(input_path), str(output_path)
     with _memory_is_an_image_error(name):
-        data, result = filter_image(read_image(input_path, options.limits), kernel, options, name, output)
+        data, result = filter_image(read_image(input_path, options.limits, bgr=True), kernel, options, name, output)
     write_result(output_path, data)
     return replace(result, seconds=time.perf_counter() - start)
 
@@ -231,7 +273,9 @@ def filter_bytes(
     ``None`` keeps the input's, ``output`` is where the caller will put the bytes (for the report)."""
     start = time.perf_counter()
     with _memory_is_an_image_error(name):
-        encoded, result = filter_image(decode_image(data, name, options.limits), kernel, options, name, output)
+        encoded, result = filter_image(
+            decode_image(data, name, options.limits, bgr=True), kernel, options, name, output
+        )
     return encoded, replace(result, seconds=time.perf_counter() - start)
 
 
