@@ -33,6 +33,7 @@ from .imageio import (
 from .kernel import Kernel, Layer
 from .maps import Prepare, montage, split_path, stretch
 from .metadata import fit_metadata
+from .overwrite import Overwrite
 from .report import layer_summary
 
 
@@ -76,13 +77,15 @@ def filter_pixels(
     threads: int | None = None,
     tally: list[int] | None = None,
     bgr: bool = False,
+    reuse: bool = False,
 ) -> tuple[np.ndarray, Layer]:
     """Filter ``(H, W, C)`` pixels with ``kernel`` and return the output pixels for format ``fmt``
     (float32 and unclipped for ``npy``) together with the resolved layer; the convolution runs
     on ``threads`` threads (None: all cores). ``tally`` collects the counts of result values
     that saturate the output's integers. With ``bgr``, colour pixels come in OpenCV's B, G, R(, A)
     order and a colour result for an image format goes back in it: the layer is applied to the
-    channels in that order (its weights reordered), so that neither is turned."""
+    channels in that order (its weights reordered), so that neither is turned. With ``reuse``, the
+    caller lets ``pixels`` go: the result may be written over them."""
     color, alpha = split_alpha(pixels, kernel.alpha, has_alpha)
     layer = kernel.layer(color.shape[2])
     bank = len(kernel.weights) if kernel.weights.ndim == 3 and kernel.combine != "none" else 0
@@ -115,8 +118,12 @@ def filter_pixels(
     scale = 1 / 257 if pixels.dtype == np.uint16 and dtype == np.uint8 else 1.0
     # an untouched alpha goes back next to the result: its channel is made room for from the start
     attach = alpha is not None and fmt != "npy" and layer.result_channels in (1, 3)
-    full = np.empty((out_height, out_width, 4 if attach else layer.result_channels), dtype)
+    shape = (out_height, out_width, 4 if attach else layer.result_channels)
+    overwrite = reuse and _can_overwrite(pixels, shape, dtype, conv)
+    full = pixels if overwrite else np.empty(shape, dtype)
     out = full[:, :, : layer.result_channels]
+    # rows read by strips still to come are held back (none when each output row reads its own only)
+    over = Overwrite(out, conv.geometry.reach[0]) if overwrite and conv.geometry.reach[0] else None
     whole = kernel.range == "normalize" and dtype.kind != "f"  # min..max needs the whole result first
     floats = np.empty(out.shape, np.float32) if whole else None
 
@@ -131,19 +138,33 @@ def filter_pixels(
             block = _combine(block.reshape(*block.shape[:2], -1, bank), kernel.combine)
         if whole:
             floats[rows] = block
-        elif collapse:
+        elif collapse or over:  # pixels made first, then copied or held back
             pixels = to_pixels(block, dtype, kernel.range, scale, np.empty(block.shape, dtype), conv.finite, tally)
-            for c in range(out.shape[2]):
-                out[rows, :, c] = pixels[..., 0]
+            if over:
+                over.place(r0, pixels)
+            else:
+                out[rows] = pixels
         else:
             to_pixels(block, dtype, kernel.range, scale, out[rows], conv.finite, tally)
 
     conv.run_into(sink, threads, collapse)
+    if over:
+        over.finish()
     if whole:
         to_pixels(floats, dtype, kernel.range, scale, out, finite=conv.finite)
     if attach:
         _attach_alpha(full, layer.result_channels, alpha, conv, scale)
     return (swap_red_blue(full, in_place=True) if turn else full), layer
+
+
+def _can_overwrite(pixels: np.ndarray, shape: tuple[int, ...], dtype: np.dtype, conv: Convolution) -> bool:
+    """Whether the result of ``conv`` (``shape``, ``dtype``) can be written over ``pixels``, its
+    input: same shape and dtype, a stride of 1, rows that strips read near their own (not a
+    circular border, nor a reach of a quarter of the image)."""
+    geo = conv.geometry
+    if pixels.shape != shape or pixels.dtype != dtype or not (pixels.flags.c_contiguous and pixels.flags.writeable):
+        return False
+    return geo.stride == (1, 1) and conv.padding_mode != "circular" and 4 * geo.reach[0] < shape[0]
 
 
 def reorder_layer(
@@ -220,7 +241,7 @@ def filter_image(
     if options.maps:
         return _maps(image, pixels, kernel, options, fmt, name, output)
     bgr = image.bgr
-    out, layer = filter_pixels(pixels, kernel, fmt, image.format != "npy", options.threads, saturated, bgr)
+    out, layer = filter_pixels(pixels, kernel, fmt, image.format != "npy", options.threads, saturated, bgr, True)
     del pixels
     height, width = image.pixels.shape[:2]
     metadata, left_out = fit_metadata(image.metadata, fmt)
