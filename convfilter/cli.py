@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -194,44 +195,58 @@ def filter_command(
 
     INPUT is an image file or - for standard input; with no INPUT, a piped standard input is read.
     """
-    from . import library
     from .imageio import read_bytes
-    from .outputs import make_folder, plan_outputs
-    from .pipeline import Options, filter_bytes, filter_file, write_result
 
-    kernel = library.load_kernel(kernel_ref, parse_params(params)).with_options(
-        mix=parse_mix(groups, depthwise, dense),
-        padding=padding,
-        stride=stride,
-        dilation=dilation,
-        flip=flip,
-        range=range_policy,
-        alpha=alpha,
-    )
-    planned = plan_outputs(
-        inputs, output, fmt, recursive, skip_existing,
-        stdin_is_terminal=_is_terminal(sys.stdin), stdout_is_terminal=_is_terminal(sys.stdout),
-    )  # fmt: skip
-    options = Options(None, quality, compression, Limits(max_pixels, allow_truncated))
-    options = replace(options, **_maps_options(prep_scale, prep_mean, prep_std, bgr, montage, split, output))
-    if planned.folder is not None:
-        return _batch(planned, kernel, options, jobs, fail_fast, cluster, as_json, quiet)
-    if cluster:
-        raise UsageError("option --cluster: runs a batch; give a folder or several inputs and -o FOLDER")
-    (job,) = planned.jobs
-    options = replace(options, format=job.format)
-    if job.output is not None:
-        make_folder(job.output.parent)  # -o NEWDIR/ for one input makes the folder, as a batch does
-    if job.input is None or job.output is None:
-        data = read_bytes(job.input, options.limits)
-        name = "<stdin>" if job.input is None else str(job.input)
-        encoded, result = filter_bytes(data, name, kernel, options, output=str(job.output or "-"))
-        if job.output is None:
-            _write_stdout(encoded)
+    limits = Limits(max_pixels, allow_truncated)
+    # one image file to a file: decoded on a thread of its own while the kernel loads
+    reading = _read_early(inputs, output, limits)
+
+    try:
+        from . import library
+        from .outputs import make_folder, plan_outputs
+        from .pipeline import Options, filter_bytes, filter_file, write_result
+
+        kernel = library.load_kernel(kernel_ref, parse_params(params)).with_options(
+            mix=parse_mix(groups, depthwise, dense),
+            padding=padding,
+            stride=stride,
+            dilation=dilation,
+            flip=flip,
+            range=range_policy,
+            alpha=alpha,
+        )
+        planned = plan_outputs(
+            inputs, output, fmt, recursive, skip_existing,
+            stdin_is_terminal=_is_terminal(sys.stdin), stdout_is_terminal=_is_terminal(sys.stdout),
+        )  # fmt: skip
+        options = Options(None, quality, compression, limits)
+        options = replace(options, **_maps_options(prep_scale, prep_mean, prep_std, bgr, montage, split, output))
+        single = planned.folder is None and len(planned.jobs) == 1
+        early = reading if single and reading is not None and planned.jobs[0].input == reading.path else None
+        if reading is not None and early is None:
+            reading.wait()
+        if planned.folder is not None:
+            return _batch(planned, kernel, options, jobs, fail_fast, cluster, as_json, quiet)
+        if cluster:
+            raise UsageError("option --cluster: runs a batch; give a folder or several inputs and -o FOLDER")
+        (job,) = planned.jobs
+        options = replace(options, format=job.format)
+        if job.output is not None:
+            make_folder(job.output.parent)  # -o NEWDIR/ for one input makes the folder, as a batch does
+        if job.input is None or job.output is None:
+            data = read_bytes(job.input, options.limits)
+            name = "<stdin>" if job.input is None else str(job.input)
+            encoded, result = filter_bytes(data, name, kernel, options, output=str(job.output or "-"))
+            if job.output is None:
+                _write_stdout(encoded)
+            else:
+                write_result(job.output, encoded)
         else:
-            write_result(job.output, encoded)
-    else:
-        result = filter_file(job.input, job.output, kernel, options)
+            result = filter_file(job.input, job.output, kernel, options, early)
+    except BaseException:
+        if reading is not None:
+            reading.wait()  # its decoder silences stderr while it runs: the error is printed after
+        raise
     if not quiet:
         for note in result.notes:
             click.echo(f"convfilter: note: {note}", err=True)
@@ -261,6 +276,20 @@ def _maps_options(scale, mean, std, bgr, montage, split, output) -> dict:
             1.0 if scale is None else scale, parse_values(mean, "--mean"), parse_values(std, "--std"), bgr
         )
     return {"prepare": prepare, "maps": "montage" if montage else "split" if split else None}
+
+
+def _read_early(inputs: tuple[str, ...], output: str | None, limits: Limits):
+    """A ``Reading`` of the one input when it is a regular file and the output a file, else None
+    (standard input, folders and batches are read where they are used)."""
+    from .imageio import Reading
+
+    if len(inputs) != 1 or inputs[0] == "-" or output in (None, "-"):
+        return None
+    try:
+        regular = stat.S_ISREG(os.stat(inputs[0]).st_mode)
+    except (OSError, ValueError):  # missing, unreadable, a name the system refuses: said where it is read
+        return None
+    return Reading(Path(inputs[0]), limits) if regular else None
 
 
 def _is_terminal(stream) -> bool:

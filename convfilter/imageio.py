@@ -9,6 +9,7 @@ import os
 import secrets
 import stat
 import sys
+import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -50,6 +51,37 @@ def to_rgb(image: Image) -> Image:
     if not image.bgr:
         return image
     return replace(image, pixels=swap_red_blue(image.pixels, in_place=True), bgr=False)
+
+
+class Reading:
+    """The image file at ``path`` read and decoded in OpenCV's channel order on a thread of its
+    own (the decoder lets go of the GIL) while the caller gets on with other work; ``take()``
+    waits for it and raises what reading raised. While it runs, standard error is silenced (see
+    ``quiet_native_stderr``): the caller waits for it before writing there."""
+
+    def __init__(self, path: Path, limits: Limits) -> None:
+        self.path = path
+        self._outcome: list = []
+        self._thread = threading.Thread(target=self._read, args=(limits,), name="convfilter-read", daemon=True)
+        self._thread.start()
+
+    def _read(self, limits: Limits) -> None:
+        try:
+            self._outcome.append(read_image(self.path, limits, bgr=True))
+        except BaseException as error:  # handed over by take()
+            self._outcome.append(error)
+
+    def wait(self) -> None:
+        """Wait until the reading has ended (the decoder silences standard error while it runs)."""
+        self._thread.join()
+
+    def take(self) -> Image:
+        """The decoded image (held no longer here), or the error reading it raised."""
+        self._thread.join()
+        outcome = self._outcome.pop()
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
 
 
 def read_bytes(path: str | Path | None, limits: Limits | None = None) -> bytes:

@@ -19,6 +19,7 @@ from .guards import Limits
 from .imageio import (
     Encoded,
     Image,
+    Reading,
     decode_image,
     encode_pieces,
     opencv_order,
@@ -268,12 +269,19 @@ def _maps(image: Image, pixels: np.ndarray, kernel: Kernel, options: Options, fm
     return data, Result(name, output, "written", 0.0, None, layer, (width, height), (out.shape[1], out.shape[0]))
 
 
-def filter_file(input_path: str | Path, output_path: str | Path, kernel: Kernel, options: Options) -> Result:
-    """Read ``input_path``, filter it and write ``output_path`` atomically."""
+def filter_file(
+    input_path: str | Path, output_path: str | Path, kernel: Kernel, options: Options, reading: Reading | None = None
+) -> Result:
+    """Read ``input_path`` (or take it from ``reading``, begun earlier), filter it and write
+    ``output_path`` atomically."""
     start = time.perf_counter()
     name, output = str(input_path), str(output_path)
     with _memory_is_an_image_error(name):
-        data, result = filter_image(read_image(input_path, options.limits, bgr=True), kernel, options, name, output)
+        # no name of its own for the image: filter_image lets it go before encoding
+        data, result = filter_image(
+            reading.take() if reading is not None else read_image(input_path, options.limits, bgr=True),
+            kernel, options, name, output,
+        )  # fmt: skip
     write_result(output_path, data)
     return replace(result, seconds=time.perf_counter() - start)
 

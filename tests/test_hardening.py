@@ -11,10 +11,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from bad_inputs import BAD_INPUTS, CORPUS, digest, make_workdir
-from conftest import ROOT, SAMPLES, capped
+from conftest import ROOT, SAMPLES, assert_one_line_error, capped
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -243,3 +244,32 @@ def test_read_only_file_system(tmp_path, convfilter_command):
         assert_clean_failure(done, 1, "output ro/out.png: cannot write in ro (Read-only file system)")
     finally:
         subprocess.run(["umount", mount], check=True)
+
+
+@pytest.fixture(scope="module")
+def large_photo(tmp_path_factory) -> Path:
+    """A 48 MP JPEG: one that takes the decoder a good part of a second."""
+    path = tmp_path_factory.mktemp("large") / "large.jpg"
+    small = cv2.imread(str(SAMPLES / "astronaut.png"))
+    cv2.imwrite(str(path), cv2.resize(small, (8000, 6000), interpolation=cv2.INTER_LINEAR))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("args", "text"),
+    [
+        (["no-such-kernel", "{in}", "-o", "{dir}/out.jpg"], "unknown kernel"),
+        (["sharpen", "{in}", "-o", "{in}"], "is the input"),
+        (["sharpen", "{in}", "-o", "{dir}/out.jpg", "--cluster", "local:1"], "runs a batch"),
+        (["sharpen", "{in}", "-o", "{dir}/out.jpg", "--split", "--montage"], "exclude each other"),
+    ],
+    ids=["kernel", "same-file", "cluster", "options"],
+)
+def test_an_error_while_the_input_is_being_decoded_is_printed(large_photo, tmp_path, convfilter_command, args, text):
+    # the input is decoded on a thread of its own that silences native stderr while it runs
+    argv = [a.format(**{"in": large_photo, "dir": tmp_path}) for a in args]
+    before = large_photo.read_bytes()
+    done = subprocess.run([convfilter_command, *argv], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 2
+    assert_one_line_error(done.stderr, text)
+    assert large_photo.read_bytes() == before and sorted(os.listdir(tmp_path)) == []
