@@ -205,25 +205,44 @@ def engine_table(x: np.ndarray, repeat: int) -> list[str]:
     return lines
 
 
-def run_command(argv: list[str], repeat: int) -> tuple[float, float | None]:
-    """Median wall seconds of a command over ``repeat`` runs, and its largest peak RSS in MiB.
+def run_once(argv: list[str]) -> tuple[float, float | None]:
+    """Wall seconds of one run of a command, and its peak RSS in MiB.
 
     The peak comes from GNU time when it is installed: a child forked from this (large) process
     would report this process's size as its own high-water mark.
     """
     gnu_time = shutil.which("time") if Path("/usr/bin/time").exists() else None
-    times, peaks = [], []
+    with tempfile.NamedTemporaryFile("r") as report:
+        wrapped = [gnu_time, "-f", "%M", "-o", report.name, *argv] if gnu_time else argv
+        start = time.perf_counter()
+        done = subprocess.run(wrapped, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        seconds = time.perf_counter() - start
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(argv)} failed: {done.stderr.decode().strip()}")
+        return seconds, (int(report.read().split()[-1]) / 1024 if gnu_time else None)
+
+
+def run_alternating(commands: list[list[str]], repeat: int) -> list[tuple[float, float | None]]:
+    """Median wall seconds of each command over ``repeat`` runs (after one more to warm the
+    caches) and its largest peak RSS in MiB, the commands timed in alternation (a round runs each
+    once), so that a slow spell of a shared machine lands on all alike."""
+    runs: list[list[tuple[float, float | None]]] = [[] for _ in commands]
     for _ in range(repeat + 1):
-        with tempfile.NamedTemporaryFile("r") as report:
-            wrapped = [gnu_time, "-f", "%M", "-o", report.name, *argv] if gnu_time else argv
-            start = time.perf_counter()
-            done = subprocess.run(wrapped, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            times.append(time.perf_counter() - start)
-            if done.returncode != 0:
-                raise RuntimeError(f"{' '.join(argv)} failed: {done.stderr.decode().strip()}")
-            if gnu_time:
-                peaks.append(int(report.read().split()[-1]) / 1024)
-    return statistics.median(times[1:]), (max(peaks[1:]) if peaks else None)
+        for argv, results in zip(commands, runs, strict=True):
+            results.append(run_once(argv))
+    summary = []
+    for results in runs:
+        peaks = [peak for _, peak in results[1:] if peak is not None]
+        summary.append((statistics.median(seconds for seconds, _ in results[1:]), max(peaks) if peaks else None))
+    return summary
+
+
+def byte_compile() -> None:
+    """Compile convfilter's modules as ``pip install`` does, so that a timed command does not
+    compile them on every start (as it would where PYTHONDONTWRITEBYTECODE is set)."""
+    import compileall
+
+    compileall.compile_dir(ROOT / "convfilter", quiet=1)
 
 
 MASKS = {  # vips conv masks: width height scale offset, then the rows
@@ -286,7 +305,8 @@ def command_table(small: Path, large: Path, folder: Path, repeat: int) -> list[s
             width, height = image.size
         decoded = width * height * 3 / 2**20
         job = f"{kernel}, {width}×{height} {source.suffix[1:].upper()}"
-        results = [(name, *run_command(argv, repeat)) for name, argv in commands]
+        measured = run_alternating([argv for _, argv in commands], repeat)
+        results = [(name, *numbers) for (name, _), numbers in zip(commands, measured, strict=True)]
         ours = results[0][1]
         for name, seconds, rss in results:
             bound = f"{2 * decoded + 100:.0f}" if name.startswith("convfilter") else ""
@@ -345,7 +365,8 @@ def batch_table(folder: Path, count: int, width: int, height: int, repeat: int) 
         commands.append((f"vips conv in xargs -P{cores}", ["sh", "-c", script]))
     else:
         missing.append("libvips (Debian: libvips-tools)")
-    results = [(name, run_command(argv, repeat)[0]) for name, argv in commands]
+    measured = run_alternating([argv for _, argv in commands], repeat)
+    results = [(name, seconds) for (name, _), (seconds, _) in zip(commands, measured, strict=True)]
     ours = results[0][1]
     lines = [
         f"| command ({count} photos, {width}×{height} JPEG) | wall s | files/s | convfilter / it |",
@@ -404,6 +425,8 @@ def main(argv: list[str] | None = None) -> None:
         if "planning" in tables:
             print("\nPlanning, and kernels far larger than usual (the photo, reflect borders):\n")
             print("\n".join(planning_table(x, args.repeat)))
+        if {"command", "batch"} & tables:
+            byte_compile()
         if "command" in tables:
             large = test_photo(2 * width, 2 * height, folder)[1]
             print(f"\nWhole commands ({width}×{height} and {2 * width}×{2 * height}), medians, peak RSS:\n")

@@ -50,9 +50,18 @@ def check_size(data: bytes, name: str, fmt: str, limits: Limits) -> None:
         raise ImageError(f"input {name}: not an image that can be decoded (its {fmt.upper()} header states no size)")
     if size[0] * size[1] > limits.max_pixels:
         raise ImageError(
-            f"input {name}: {size[0]}×{size[1]} is {size[0] * size[1] / 1e6:.0f} MP, over the limit of "
+            f"input {name}: {size[0]}×{size[1]} is {_megapixels(size[0] * size[1])} MP, over the limit of "
             f"{limits.max_pixels / 1e6:g} MP; raise it with --max-pixels if the image is real"
         )
+
+
+def _megapixels(pixels: int) -> str:
+    """``pixels`` in megapixels, whole from 10 up, to two figures below.
+
+    >>> _megapixels(3_600_000_000), _megapixels(240_000), _megapixels(12_000_000)
+    ('3600', '0.24', '12')
+    """
+    return f"{pixels / 1e6:.0f}" if pixels >= 10**7 else f"{pixels / 1e6:.2g}"
 
 
 def byte_limit(head: bytes, limits: Limits) -> int:

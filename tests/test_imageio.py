@@ -141,3 +141,19 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_a_reading_begun_early_gives_the_image_in_opencvs_order_or_its_error(tmp_path):
+    from convfilter.guards import Limits
+    from convfilter.imageio import Reading, read_image
+
+    image = Reading(SAMPLES / "coffee.png", Limits()).take()
+    rgb = read_image(SAMPLES / "coffee.png")
+    assert image.bgr and not rgb.bgr
+    np.testing.assert_array_equal(image.pixels[..., ::-1], rgb.pixels)
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
+    reading = Reading(tmp_path / "bad.png", Limits())
+    with pytest.raises(ImageError, match=r"bad\.png"):
+        reading.take()
+    with pytest.raises(ImageError, match=r"600×400 is 0\.24 MP, over the limit of 0\.0001 MP"):
+        Reading(SAMPLES / "coffee.png", Limits(max_pixels=100)).take()
