@@ -28,6 +28,7 @@ from .metadata import (
     read_metadata,
 )
 from .options import FORMATS
+from .tiffbands import encode_in_bands
 
 ORIENTED_BY_DECODER = ("tiff",)  # formats whose pixels OpenCV returns with the EXIF orientation applied
 
@@ -251,101 +252,6 @@ def opencv_order(channels: int) -> np.ndarray:
     return order
 
 
-def pixel_dtype(input_dtype: np.dtype, fmt: str) -> np.dtype:
-    """The dtype an output in format ``fmt`` is written with, for an input of ``input_dtype``."""
-    if fmt == "npy" or (fmt == "tiff" and input_dtype not in (np.uint8, np.uint16)):
-        return np.dtype(np.float32)  # raw, float and wider integer images stay float: never clipped
-    if input_dtype == np.uint16 and fmt in ("png", "tiff"):
-        return np.dtype(np.uint16)
-    return np.dtype(np.uint8)
-
-
-def to_pixels(
-    result: np.ndarray,
-    dtype: np.dtype,
-    range_policy: str,
-    scale: float = 1.0,
-    out: np.ndarray | None = None,
-    finite: bool = True,
-    tally: list[int] | None = None,
-) -> np.ndarray:
-    """Turn a float result into pixels of ``dtype`` by ``range_policy``.
-
-    ``clip`` rounds to nearest and saturates, as ``cv2.imwrite`` does with a float image; ``abs``
-    takes the absolute value first; ``offset`` adds half the range so that 0 is mid-grey;
-    ``normalize`` stretches the result's min..max to the full range. ``scale`` multiplies the
-    result first (1/257 to write a 16-bit result as 8 bits). A float ``dtype`` is never clipped.
-    With ``out``, the pixels are written there and ``result`` is used as scratch space. Unless
-    ``finite`` (the result may hold NaN: the image did), NaN becomes 0 and infinities saturate.
-    With ``tally``, the number of values that saturate is appended to it.
-
-    >>> to_pixels(np.array([-3.5, 0.5, 1.5, 300.0], np.float32), np.uint8, "clip").tolist()
-    [0, 0, 2, 255]
-    >>> to_pixels(np.array([np.nan, np.inf, -np.inf], np.float32), np.uint8, "offset", finite=False).tolist()
-    [128, 255, 0]
-    """
-    dtype = np.dtype(dtype)
-    if dtype.kind == "f":
-        values = result
-    else:
-        top = float(np.iinfo(dtype).max)
-        values = result if out is not None else result.copy()
-        if not finite:
-            np.nan_to_num(values, copy=False, nan=0.0)
-        if scale != 1:
-            values *= np.float32(scale)
-        if range_policy == "abs":
-            np.abs(values, out=values)
-        elif range_policy == "offset":
-            values += np.float32((top + 1) / 2)
-        elif range_policy == "normalize":
-            low, high = float(values.min()), float(values.max())
-            values -= np.float32(low)
-            values *= np.float32(top / (high - low) if high > low else 0.0)
-        if _round_by_opencv(values, dtype, out, tally):
-            return out
-        np.rint(values, out=values)
-        if tally is not None and (values.min() < 0 or values.max() > top):
-            tally.append(int(np.count_nonzero(values < 0) + np.count_nonzero(values > top)))
-        np.clip(values, 0, top, out=values)
-    # a NaN that sums beyond float32's range made (inf - inf) has no pixel value: the cast is quiet
-    with np.errstate(invalid="ignore"):
-        if out is None:
-            return values.astype(dtype)
-        np.copyto(out, values, casting="unsafe")
-    return out
-
-
-# OpenCV rounds to nearest even and saturates in one pass, as NumPy's rint, clip and cast do in
-# three, for values whose rounding fits an int32: the others take NumPy's way
-_OPENCV_DEPTHS = {np.dtype(np.uint8): cv2.CV_8U, np.dtype(np.uint16): cv2.CV_16U}
-_OPENCV_ROUNDS = 2.0**31 - 2**8  # the largest float32 below 2^31
-
-
-def _round_by_opencv(values: np.ndarray, dtype: np.dtype, out: np.ndarray | None, tally: list[int] | None) -> bool:
-    """Round finite float32 ``values`` to nearest even, saturated to ``dtype``, into ``out``
-    with OpenCV, counting into ``tally`` those that saturate; False (nothing done) where OpenCV
-    cannot: other dtypes, values beyond int32 or NaN, more than OpenCV indexes, a few values."""
-    # a few values NumPy rounds as fast (and OpenCV takes an array of up to 4 as a scalar)
-    if out is None or dtype not in _OPENCV_DEPTHS or values.dtype != np.float32 or values.size < 4096:
-        return False
-    if not values.flags.c_contiguous or values.shape != out.shape or values.size >= 2**31:
-        return False
-    flat = values.reshape(len(values) if values.ndim > 1 else 1, -1)
-    low, high, _, _ = cv2.minMaxLoc(flat)
-    if not -_OPENCV_ROUNDS <= low <= high <= _OPENCV_ROUNDS:  # also False for NaN
-        return False
-    top = float(np.iinfo(dtype).max)
-    if tally is not None and (low < -0.5 or high >= top + 0.5):  # rounds below 0 or above top
-        below, above = cv2.compare(flat, -0.5, cv2.CMP_LT), cv2.compare(flat, top + 0.5, cv2.CMP_GE)
-        tally.append(cv2.countNonZero(below) + cv2.countNonZero(above))
-    target = out if out.flags.c_contiguous else np.empty(out.shape, dtype)
-    cv2.add(flat, 0.0, dst=target.reshape(flat.shape), dtype=_OPENCV_DEPTHS[dtype])
-    if target is not out:
-        np.copyto(out, target)
-    return True
-
-
 def stream_format(input_format: str) -> str:
     """The format standard output gets by default: the input's, or PNG for one that is only read (GIF)."""
     return input_format if input_format in FORMATS.values() else "png"
@@ -396,15 +302,20 @@ def encode_pieces(
         params = [cv2.IMWRITE_WEBP_QUALITY, quality]
     elif fmt == "png" and compression is not None:
         params = [cv2.IMWRITE_PNG_COMPRESSION, compression]
+
+    def encode(part: np.ndarray) -> np.ndarray:
+        ok, encoded = cv2.imencode("." + ("jpg" if fmt == "jpeg" else fmt), part, params)
+        if not ok:
+            raise ImageError(f"could not encode the result as {fmt.upper()}")
+        return encoded
+
     try:
-        with quiet_native_stderr():
-            ok, encoded = cv2.imencode("." + ("jpg" if fmt == "jpeg" else fmt), ordered, params)
+        with quiet_native_stderr():  # a large TIFF: bands of strips on all cores
+            encoded = (fmt == "tiff" and encode_in_bands(ordered, encode)) or encode(ordered)
     except cv2.error as error:
         if error.code == cv2.Error.StsNoMem:
             raise MemoryError from None
         raise ImageError(f"could not encode the result as {fmt.upper()} ({error.err})") from None
-    if not ok:
-        raise ImageError(f"could not encode the result as {fmt.upper()}")
     return Encoded(add_metadata(memoryview(encoded).cast("B"), fmt, pixels, metadata or Metadata()))
 
 

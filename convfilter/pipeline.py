@@ -23,11 +23,9 @@ from .imageio import (
     decode_image,
     encode_pieces,
     opencv_order,
-    pixel_dtype,
     read_image,
     stream_format,
     swap_red_blue,
-    to_pixels,
     to_rgb,
     write_atomic,
 )
@@ -35,6 +33,7 @@ from .kernel import Kernel, Layer
 from .maps import Prepare, montage, split_path, stretch
 from .metadata import fit_metadata
 from .overwrite import Overwrite
+from .pixels import pixel_dtype, to_pixels
 from .report import layer_summary
 
 

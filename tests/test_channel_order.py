@@ -9,10 +9,11 @@ import pytest
 from conftest import SAMPLES
 
 from convfilter import UsageError
-from convfilter.imageio import decode_image, encode_pieces, opencv_order, to_pixels
+from convfilter.imageio import decode_image, encode_pieces, opencv_order
 from convfilter.kernel import Kernel
 from convfilter.options import COMBINES, RANGES
 from convfilter.pipeline import filter_pixels
+from convfilter.pixels import to_pixels
 
 MODES = ("zeros", "reflect", "replicate", "circular")
 

@@ -146,7 +146,7 @@ def test_max_pixels_holds_for_every_format(tmp_path, convfilter_command, ext):
         (tmp_path / f"small{ext}").write_bytes(encoded(ext, pixels[..., : channels[-1]].astype(dtypes[-1])))
     args = ["sharpen", f"small{ext}", "-o", "out.tif", "--max-pixels"]
     assert_clean_failure(
-        run_command(convfilter_command, [*args, "100"], tmp_path), 1, "50×40 is 0 MP, over the limit of 0.0001 MP"
+        run_command(convfilter_command, [*args, "100"], tmp_path), 1, "50×40 is 0.002 MP, over the limit of 0.0001 MP"
     )
     done = run_command(convfilter_command, [*args, "2000"], tmp_path)
     assert done.returncode == 0, done.stderr

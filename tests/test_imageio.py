@@ -15,10 +15,10 @@ from convfilter.imageio import (
     detect_format,
     encode_image,
     read_image,
-    to_pixels,
     write_atomic,
 )
 from convfilter.outputs import output_format
+from convfilter.pixels import to_pixels
 
 
 def test_rgb_order_is_what_pillow_sees(tmp_path):
