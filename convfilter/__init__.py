@@ -4,6 +4,7 @@ The public API is loaded on first use, so that the command line's ``--help`` and
 without importing NumPy or OpenCV.
 
 >>> import numpy as np
+>>> from convfilter import convolve
 >>> convolve(np.ones((4, 4, 3)), np.ones((3, 1, 3, 3)), groups=3)[1, 1].tolist()
 [9.0, 9.0, 9.0]
 """
