@@ -3,6 +3,8 @@ saturating and the range policies (clip, abs, offset, normalize), strip by strip
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 
@@ -61,7 +63,7 @@ def to_pixels(
         if _round_by_opencv(values, dtype, out, tally):
             return out
         np.rint(values, out=values)
-        if tally is not None and (values.min() < 0 or values.max() > top):
+        if tally is not None and not (values.min() >= 0 and values.max() <= top):  # NaN: counted past
             tally.append(int(np.count_nonzero(values < 0) + np.count_nonzero(values > top)))
         np.clip(values, 0, top, out=values)
     # a NaN that sums beyond float32's range made (inf - inf) has no pixel value: the cast is quiet
@@ -88,11 +90,16 @@ def _round_by_opencv(values: np.ndarray, dtype: np.dtype, out: np.ndarray | None
     if not values.flags.c_contiguous or values.shape != out.shape or values.size >= 2**31:
         return False
     flat = values.reshape(len(values) if values.ndim > 1 else 1, -1)
+    # minMaxLoc passes over NaN: a sum (in float64, which no float32 values overflow) that is not
+    # finite finds a NaN or an infinity, left to NumPy's cast as it always was
+    if not math.isfinite(cv2.sumElems(flat)[0]):
+        return False
     low, high, _, _ = cv2.minMaxLoc(flat)
-    if not -_OPENCV_ROUNDS <= low <= high <= _OPENCV_ROUNDS:  # also False for NaN
+    if not -_OPENCV_ROUNDS <= low <= high <= _OPENCV_ROUNDS:
         return False
     top = float(np.iinfo(dtype).max)
-    if tally is not None and (low < -0.5 or high >= top + 0.5):  # rounds below 0 or above top
+    saturates = low < -0.5 or high >= top + 0.5  # rounds below 0 or above top
+    if tally is not None and saturates:
         below, above = cv2.compare(flat, -0.5, cv2.CMP_LT), cv2.compare(flat, top + 0.5, cv2.CMP_GE)
         tally.append(cv2.countNonZero(below) + cv2.countNonZero(above))
     target = out if out.flags.c_contiguous else np.empty(out.shape, dtype)

@@ -149,3 +149,17 @@ def test_nan_in_a_large_strip_becomes_zero_and_infinities_saturate():
     values[0, 0, 0], values[1, 1, 1], values[2, 2, 2] = np.nan, np.inf, -np.inf
     pixels = to_pixels(values, np.uint8, "clip", out=np.empty(values.shape, np.uint8), finite=False)
     assert (pixels[0, 0, 0], pixels[1, 1, 1], pixels[2, 2, 2], pixels[5, 5, 0]) == (0, 255, 0, 8)
+
+
+@pytest.mark.parametrize("size", [(8, 8, 3), (64, 64, 3)], ids=["numpy", "opencv"])
+def test_a_nan_sum_of_a_finite_image_is_rounded_alike_on_both_paths(size):
+    # finite pixels whose sums overflow to inf - inf: NaN in the result, not counted as clipped
+    values = np.full(size, 300.0, np.float32)
+    values[1, :, 0] = np.nan
+    values[2, 2, 1] = -7.0
+    tally: list[int] = []
+    pixels = to_pixels(values.copy(), np.uint8, "clip", out=np.empty(size, np.uint8), finite=True, tally=tally)
+    want = np.full(size, 255, np.uint8)
+    want[1, :, 0], want[2, 2, 1] = 0, 0
+    np.testing.assert_array_equal(pixels, want)
+    assert sum(tally) == values.size - size[1]  # every value but the NaN ones saturates
