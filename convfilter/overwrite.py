@@ -8,7 +8,9 @@ Strips may finish in any order and on any thread.
 
 from __future__ import annotations
 
+import itertools
 import threading
+from collections.abc import Callable
 
 import numpy as np
 
@@ -24,24 +26,31 @@ class Overwrite:
         self.held: dict[int, np.ndarray] = {}  # first row → pixels of rows not placed yet
         self.lock = threading.Lock()
 
-    def place(self, r0: int, pixels: np.ndarray) -> None:
-        """Record output rows ``r0 …`` as computed and place their ``pixels`` (broadcast to the
-        target's channels), and any held rows that no strip still to come reads."""
+    def write(self, r0: int, values: np.ndarray, convert: Callable[[np.ndarray, np.ndarray], None]) -> None:
+        """Record output rows ``r0 …`` as computed and have ``convert(values, destination)`` make
+        their pixels: straight into the target where no strip still to come reads those rows,
+        into rows held back otherwise; then place any held rows that have become free."""
         with self.lock:
-            self.done[r0 : r0 + len(pixels)] = True
-            self.held[r0] = pixels
+            self.done[r0 : r0 + len(values)] = True
+            ready = self._ready(r0, len(values))
+        for a, b, free in _runs(ready):
+            if free:
+                convert(values[a:b], self.target[r0 + a : r0 + b])
+            else:
+                held = np.empty((b - a, *self.target.shape[1:]), self.target.dtype)
+                convert(values[a:b], held)
+                with self.lock:
+                    self.held[r0 + a] = held
+        with self.lock:
             for start in list(self.held):
                 self._flush(start)
 
     def _flush(self, start: int) -> None:
         block = self.held.pop(start)
-        ready = self._ready(start, len(block))
-        runs = np.flatnonzero(np.diff(np.concatenate([[False], ready, [False]]).astype(np.int8)))
-        for a, b in zip(runs[::2], runs[1::2], strict=True):
-            self.target[start + a : start + b] = block[a:b]
-        if not ready.all():  # keep the rows still read, each run under its first row
-            waiting = np.flatnonzero(np.diff(np.concatenate([[True], ready, [True]]).astype(np.int8)))
-            for a, b in zip(waiting[::2], waiting[1::2], strict=True):
+        for a, b, free in _runs(self._ready(start, len(block))):
+            if free:
+                self.target[start + a : start + b] = block[a:b]
+            else:  # still read: kept, each run under its first row
                 self.held[start + a] = block[a:b]
 
     def _ready(self, start: int, count: int) -> np.ndarray:
@@ -54,6 +63,19 @@ class Overwrite:
         return missing[last] == missing[first]
 
     def finish(self) -> None:
-        """Check that every row has been placed (all strips computed)."""
+        """Place what is left and check that every row has been (all strips computed)."""
+        with self.lock:
+            for start in list(self.held):
+                self._flush(start)
         if self.held:
             raise RuntimeError(f"rows {sorted(self.held)} of the result were never placed")
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int, bool]]:
+    """The runs of equal values in a boolean ``mask``: (start, end, value).
+
+    >>> _runs(np.array([True, True, False, True]))
+    [(0, 2, True), (2, 3, False), (3, 4, True)]
+    """
+    edges = [0, *(np.flatnonzero(mask[1:] != mask[:-1]) + 1).tolist(), len(mask)]
+    return [(a, b, bool(mask[a])) for a, b in itertools.pairwise(edges) if b > a]

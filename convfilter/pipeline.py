@@ -138,14 +138,17 @@ def filter_pixels(
             block = _combine(block.reshape(*block.shape[:2], -1, bank), kernel.combine)
         if whole:
             floats[rows] = block
-        elif collapse or over:  # pixels made first, then copied or held back
-            pixels = to_pixels(block, dtype, kernel.range, scale, np.empty(block.shape, dtype), conv.finite, tally)
-            if over:
-                over.place(r0, pixels)
-            else:
-                out[rows] = pixels
+        elif over:
+            over.write(r0, block, make_pixels)
         else:
-            to_pixels(block, dtype, kernel.range, scale, out[rows], conv.finite, tally)
+            make_pixels(block, out[rows])
+
+    def make_pixels(values: np.ndarray, destination: np.ndarray) -> None:
+        if values.shape == destination.shape:
+            to_pixels(values, dtype, kernel.range, scale, destination, conv.finite, tally)
+        else:  # the one channel of a collapsed result, copied to every channel
+            destination[...] = to_pixels(values, dtype, kernel.range, scale, np.empty(values.shape, dtype),
+                                         conv.finite, tally)  # fmt: skip
 
     conv.run_into(sink, threads, collapse)
     if over:

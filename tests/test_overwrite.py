@@ -14,6 +14,10 @@ from convfilter.overwrite import Overwrite
 from convfilter.pipeline import filter_pixels
 
 
+def _copy(values: np.ndarray, destination: np.ndarray) -> None:
+    destination[...] = values
+
+
 @pytest.mark.parametrize("seed", range(20))
 def test_no_strip_reads_a_row_already_replaced_in_any_order(seed):
     rng = np.random.default_rng([5, seed])
@@ -26,14 +30,14 @@ def test_no_strip_reads_a_row_already_replaced_in_any_order(seed):
     for first, end in (strips[i] for i in rng.permutation(len(strips))):
         rows = slice(max(0, first - reach), min(height, end + reach))
         np.testing.assert_array_equal(image[rows], original[rows])  # what this strip reads is intact
-        over.place(int(first), -original[first:end, :, :1] - 1)  # one channel, broadcast to all
+        over.write(int(first), -original[first:end, :, :1] - 1, _copy)  # one channel, broadcast to all
     over.finish()
     np.testing.assert_array_equal(image, -original - 1)
 
 
 def test_a_row_never_computed_is_reported():
     over = Overwrite(np.zeros((10, 1, 1)), 2)
-    over.place(0, np.ones((5, 1, 1)))
+    over.write(0, np.ones((5, 1, 1)), _copy)
     with pytest.raises(RuntimeError, match="never placed"):
         over.finish()
 
