@@ -95,7 +95,7 @@ def filter_pixels(
         responses = np.repeat(written * max(bank, 1), max(bank, 1)) + np.tile(np.arange(max(bank, 1)), len(written))
         reordered = reorder_layer(weight, bias, layer.groups, opencv_order(layer.in_channels), responses)
         if reordered is None:  # groups that the order splits: the pixels are turned instead
-            pixels, turn = swap_red_blue(pixels, in_place=True), fmt != "npy"
+            pixels, turn = swap_red_blue(pixels, in_place=reuse), fmt != "npy"
             color, alpha = split_alpha(pixels, kernel.alpha, has_alpha)
         else:
             weight, bias = reordered

@@ -90,7 +90,11 @@ def test_groups_that_the_order_splits_turn_the_pixels_instead():
     kernel = Kernel(name="k", source="kernel k", weights=weights, mix=2, alpha="filter")
     rgba = rng.integers(0, 256, (9, 11, 4), dtype=np.uint8)
     want, _ = filter_pixels(rgba.copy(), kernel, "png")
-    got, _ = filter_pixels(np.ascontiguousarray(_swapped(rgba)), kernel, "png", bgr=True)
+    bgra = np.ascontiguousarray(_swapped(rgba))
+    got, _ = filter_pixels(bgra, kernel, "png", bgr=True)
+    np.testing.assert_array_equal(got, _swapped(want))
+    np.testing.assert_array_equal(bgra, _swapped(rgba))  # the caller's pixels, not given up, are as they were
+    got, _ = filter_pixels(bgra, kernel, "png", bgr=True, reuse=True)
     np.testing.assert_array_equal(got, _swapped(want))
 
 
