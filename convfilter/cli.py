@@ -195,17 +195,17 @@ def filter_command(
 
     INPUT is an image file or - for standard input; with no INPUT, a piped standard input is read.
     """
+    from . import library
     from .imageio import read_bytes
+    from .outputs import make_folder, plan_outputs
+    from .pipeline import Options, filter_bytes, filter_file, write_result
 
     limits = Limits(max_pixels, allow_truncated)
-    # one image file to a file: decoded on a thread of its own while the kernel loads
+    # one image file to a file: decoded on a thread of its own while the kernel loads (the modules
+    # are imported first: an import that fails for want of memory would hide the decoder's error)
     reading = _read_early(inputs, output, limits)
 
     try:
-        from . import library
-        from .outputs import make_folder, plan_outputs
-        from .pipeline import Options, filter_bytes, filter_file, write_result
-
         kernel = library.load_kernel(kernel_ref, parse_params(params)).with_options(
             mix=parse_mix(groups, depthwise, dense),
             padding=padding,

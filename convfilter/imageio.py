@@ -69,8 +69,8 @@ class Reading:
     def _read(self, limits: Limits) -> None:
         try:
             self._outcome.append(read_image(self.path, limits, bgr=True))
-        except BaseException as error:  # handed over by take()
-            self._outcome.append(error)
+        except BaseException as error:  # handed over by take(), without the frames that hold the bytes
+            self._outcome.append(error.with_traceback(None))
 
     def wait(self) -> None:
         """Wait until the reading has ended (the decoder silences standard error while it runs)."""
