@@ -63,22 +63,26 @@ class Reading:
     def __init__(self, path: Path, limits: Limits) -> None:
         self.path = path
         self._outcome: list = []
-        self._thread = threading.Thread(target=self._read, args=(limits,), name="convfilter-read", daemon=True)
-        self._thread.start()
+        # an Event, not Thread.join: Python 3.11's join, interrupted by a signal, marks the thread
+        # as ended while it still runs, so that a second join returns at once
+        self._ended = threading.Event()
+        threading.Thread(target=self._read, args=(limits,), name="convfilter-read", daemon=True).start()
 
     def _read(self, limits: Limits) -> None:
         try:
             self._outcome.append(read_image(self.path, limits, bgr=True))
         except BaseException as error:  # handed over by take(), without the frames that hold the bytes
             self._outcome.append(error.with_traceback(None))
+        finally:
+            self._ended.set()
 
     def wait(self) -> None:
         """Wait until the reading has ended (the decoder silences standard error while it runs)."""
-        self._thread.join()
+        self._ended.wait()
 
     def take(self) -> Image:
         """The decoded image (held no longer here), or the error reading it raised."""
-        self._thread.join()
+        self._ended.wait()
         outcome = self._outcome.pop()
         if isinstance(outcome, BaseException):
             raise outcome

@@ -157,3 +157,37 @@ def test_a_reading_begun_early_gives_the_image_in_opencvs_order_or_its_error(tmp
         reading.take()
     with pytest.raises(ImageError, match=r"600×400 is 0\.24 MP, over the limit of 0\.0001 MP"):
         Reading(SAMPLES / "coffee.png", Limits(max_pixels=100)).take()
+
+
+def test_a_reading_whose_wait_a_signal_cut_short_is_still_waited_for(monkeypatch):
+    # Python 3.11's Thread.join, interrupted by a signal, takes the thread for ended: the error
+    # printed next would go to the stderr that the decoder still silences
+    import signal
+    import threading
+    from pathlib import Path
+
+    from convfilter import imageio
+    from convfilter.guards import Limits
+
+    release = threading.Event()
+    monkeypatch.setattr(imageio, "read_image", lambda path, limits, bgr: release.wait(60) and "image")
+    reading = imageio.Reading(Path("slow.png"), Limits())
+
+    class Stop(Exception):
+        pass
+
+    def stop(*_):
+        raise Stop
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        with pytest.raises(Stop):
+            reading.take()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    threading.Timer(0.05, release.set).start()
+    reading.wait()
+    assert release.is_set()  # the wait ended only when the reading did
+    assert reading.take() == "image"
