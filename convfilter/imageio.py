@@ -28,6 +28,7 @@ from .metadata import (
     read_metadata,
 )
 from .options import FORMATS
+from .pixels import OPENCV_DEPTHS
 from .tiffbands import encode_in_bands
 
 ORIENTED_BY_DECODER = ("tiff",)  # formats whose pixels OpenCV returns with the EXIF orientation applied
@@ -184,17 +185,17 @@ def decode_image(data: bytes, name: str, limits: Limits | None = None, bgr: bool
                 "(H, W, C): save np.moveaxis(array, 0, -1)"
             )
         return Image(pixels, "npy")
-    try:
-        with quiet_native_stderr():
-            pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    except cv2.error as error:  # a header the decoder itself refuses (a zero size), or no memory
-        if error.code == cv2.Error.StsNoMem:
-            raise MemoryError from None
-        pixels = None
     # OpenCV decodes some cut-off files (a JPEG's missing end turns grey) and not others
     truncated = is_truncated(data, fmt)
     if truncated and not limits.allow_truncated:
         raise truncated_error(name, fmt)
+    try:
+        with quiet_native_stderr():
+            pixels = _opencv_decode(data, fmt)
+    except cv2.error as error:  # a header the decoder itself refuses (a zero size), or no memory
+        if error.code == cv2.Error.StsNoMem:
+            raise MemoryError from None
+        pixels = None
     if pixels is None and truncated:
         pixels = _decode_truncated(data)
     if pixels is None:
@@ -208,6 +209,43 @@ def decode_image(data: bytes, name: str, limits: Limits | None = None, bgr: bool
     # upright itself: turn the others upright here, so that each is turned exactly once
     upright = pixels if fmt in ORIENTED_BY_DECODER else apply_orientation(pixels, meta.orientation)
     return Image(upright, fmt, meta, frames, bgr=bgr and upright.shape[2] in (3, 4))
+
+
+def _opencv_decode(data: bytes, fmt: str) -> np.ndarray | None:
+    """OpenCV's decoding of ``data`` as stored (``IMREAD_UNCHANGED``), or None. Through a file in
+    memory where the system has them: ``cv2.imread`` decodes into the NumPy array it returns,
+    where ``cv2.imdecode`` decodes into OpenCV's own buffer and returns a copy of it (twice the
+    image at the peak, and as many fresh pages to touch). A JPEG that does not end with its end
+    marker keeps ``imdecode``: OpenCV's file reader makes up the end of a cut-off JPEG that its
+    buffer reader refuses. A file the reader cannot decode gets ``imdecode``'s word on it."""
+    fd = _memory_file(data) if fmt != "jpeg" or data.endswith(b"\xff\xd9") else None
+    if fd is not None:
+        try:
+            pixels = cv2.imread(f"/proc/self/fd/{fd}", np.empty(0, np.uint8), cv2.IMREAD_UNCHANGED)
+        finally:
+            os.close(fd)
+        if pixels is not None and pixels.size:
+            return pixels
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+
+
+def _memory_file(data: bytes) -> int | None:
+    """The descriptor of a file in memory (not on any disk) holding ``data``, that OpenCV can
+    open by name; None where the system has none."""
+    if not hasattr(os, "memfd_create") or not os.path.isdir("/proc/self/fd"):
+        return None
+    try:
+        fd = os.memfd_create("convfilter-input", os.MFD_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        view = memoryview(data).cast("B")
+        while view:
+            view = view[os.write(fd, view) :]
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
 
 
 def _decode_truncated(data: bytes) -> np.ndarray | None:
@@ -234,7 +272,7 @@ def swap_red_blue(pixels: np.ndarray, in_place: bool = False) -> np.ndarray:
     are returned as they are."""
     if pixels.shape[2] not in (3, 4):
         return pixels
-    if pixels.dtype in (np.uint8, np.uint16, np.float32):  # the depths OpenCV converts, faster
+    if pixels.dtype in OPENCV_DEPTHS:
         code = cv2.COLOR_BGR2RGB if pixels.shape[2] == 3 else cv2.COLOR_BGRA2RGBA
         in_place = in_place and pixels.flags.c_contiguous and pixels.flags.writeable
         return cv2.cvtColor(pixels, code, dst=pixels if in_place else None)

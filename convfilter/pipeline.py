@@ -33,7 +33,7 @@ from .kernel import Kernel, Layer
 from .maps import Prepare, montage, split_path, stretch
 from .metadata import fit_metadata
 from .overwrite import Overwrite
-from .pixels import pixel_dtype, to_pixels
+from .pixels import pixel_dtype, spread, to_pixels
 from .report import layer_summary
 
 
@@ -147,8 +147,8 @@ def filter_pixels(
         if values.shape == destination.shape:
             to_pixels(values, dtype, kernel.range, scale, destination, conv.finite, tally)
         else:  # the one channel of a collapsed result, copied to every channel
-            destination[...] = to_pixels(values, dtype, kernel.range, scale, np.empty(values.shape, dtype),
-                                         conv.finite, tally)  # fmt: skip
+            spread(to_pixels(values, dtype, kernel.range, scale, np.empty(values.shape, dtype), conv.finite, tally),
+                   destination)  # fmt: skip
 
     conv.run_into(sink, threads, collapse)
     if over:

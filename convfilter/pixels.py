@@ -8,6 +8,9 @@ import math
 import cv2
 import numpy as np
 
+# The depths OpenCV's colour conversions take (channel swaps and copies are faster through them)
+OPENCV_DEPTHS = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
+
 
 def pixel_dtype(input_dtype: np.dtype, fmt: str) -> np.dtype:
     """The dtype an output in format ``fmt`` is written with, for an input of ``input_dtype``."""
@@ -107,3 +110,19 @@ def _round_by_opencv(values: np.ndarray, dtype: np.dtype, out: np.ndarray | None
     if target is not out:
         np.copyto(out, target)
     return True
+
+
+def spread(channel: np.ndarray, destination: np.ndarray) -> None:
+    """Copy the one channel of ``channel`` ``(H, W, 1)`` to every channel of ``destination``
+    ``(H, W, C)`` of the same dtype: OpenCV's gray-to-colour conversion for three channels it
+    takes (a broadcast copy is thirty times slower), else a copy per channel.
+
+    >>> d = np.zeros((1, 2, 3), np.uint8); spread(np.array([[[7], [9]]], np.uint8), d); d.tolist()
+    [[[7, 7, 7], [9, 9, 9]]]
+    """
+    if destination.shape[2] == 3 and destination.dtype in OPENCV_DEPTHS and destination.flags.c_contiguous:
+        result = cv2.cvtColor(np.ascontiguousarray(channel), cv2.COLOR_GRAY2BGR, dst=destination)
+        if result.__array_interface__["data"][0] == destination.__array_interface__["data"][0]:
+            return
+    for c in range(destination.shape[2]):
+        destination[..., c] = channel[..., 0]

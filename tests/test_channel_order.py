@@ -167,3 +167,17 @@ def test_a_nan_sum_of_a_finite_image_is_rounded_alike_on_both_paths(size):
     want[1, :, 0], want[2, 2, 1] = 0, 0
     np.testing.assert_array_equal(pixels, want)
     assert sum(tally) == values.size - size[1]  # every value but the NaN ones saturates
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32, np.int32, np.float64])
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+def test_one_channel_spread_to_every_channel(dtype, channels, rng):
+    from convfilter.pixels import spread
+
+    one = rng.integers(0, 200, (5, 7, 1)).astype(dtype)
+    for wide in (channels, channels + 1):  # contiguous, and the first channels of a wider array
+        whole = np.zeros((5, 7, wide), dtype)
+        destination = whole[:, :, :channels]
+        spread(one, destination)
+        np.testing.assert_array_equal(destination, np.repeat(one, channels, axis=2))
+        assert not whole[:, :, channels:].any()

@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import click
+import cv2
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
@@ -331,3 +332,16 @@ def test_quick_commands_do_not_import_numpy_or_opencv(args):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_a_large_result_to_a_pipe_arrives_whole_before_the_command_ends(tmp_path, convfilter_command, rng):
+    # a successful command leaves without Python's teardown: everything written is flushed first
+    photo = tmp_path / "photo.png"
+    cv2.imwrite(str(photo), rng.integers(0, 256, (1500, 2000, 3), dtype=np.uint8))
+    done = subprocess.run([convfilter_command, "sharpen", photo, "-o", "-", "--format", "bmp"], capture_output=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.decode().endswith("\n") and "photo.png → -" in done.stderr.decode()
+    piped = cv2.imdecode(np.frombuffer(done.stdout, np.uint8), cv2.IMREAD_UNCHANGED)
+    written = subprocess.run([convfilter_command, "sharpen", photo, "-o", tmp_path / "o.png", "-q"])
+    assert written.returncode == 0
+    np.testing.assert_array_equal(piped, cv2.imread(str(tmp_path / "o.png")))

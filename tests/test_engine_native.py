@@ -269,3 +269,38 @@ def test_a_mean_box_takes_opencvs_own_mean(mode, dtype, rng):
         assert name == "NativeBox" and conv.plan.spatial.mean is mean
         expected = _spatial(x, np.full((7, 7), weight), padding_mode=mode, engine="numpy")[0].run()
         np.testing.assert_allclose(conv.run(), expected, rtol=0, atol=2e-6 * 255 * 49 * weight)
+
+
+def test_opencvs_channel_mix_matches_the_numpy_sums(rng):
+    from convfilter.engine.plan import mix
+
+    for _ in range(300):
+        channels, outputs = (int(v) for v in rng.integers(1, 6, 2))
+        shape = (int(rng.integers(1, 9)), int(rng.integers(1, 40)))
+        integer = rng.random() < 0.3  # 8-bit pixels and whole-number weights: every sum exact
+        if integer:
+            source = rng.integers(0, 256, (*shape, channels)).astype(np.float32)
+            matrix = rng.integers(-4, 5, (outputs, channels)).astype(np.float32)
+        else:
+            source = (rng.standard_normal((*shape, channels)) * 10 ** rng.uniform(-3, 3)).astype(np.float32)
+            matrix = rng.standard_normal((outputs, channels)).astype(np.float32)
+        if rng.random() < 0.2:
+            matrix[rng.integers(outputs), rng.integers(channels)] = 0
+        got, expected = (np.full((*shape, outputs), np.nan, np.float32) for _ in range(2))
+        mix(source, matrix, got, np.empty(shape, np.float32), True, native=True)
+        mix(source, matrix, expected, np.empty(shape, np.float32), True, native=False)
+        if integer:
+            np.testing.assert_array_equal(got, expected)
+        else:  # float32 sums in another order: a few roundings of the largest term apart
+            bound = np.abs(source) @ np.abs(matrix).T.astype(np.float64)
+            assert np.all(np.abs(got.astype(np.float64) - expected) <= 4 * np.finfo(np.float32).eps * bound)
+
+
+def test_a_mix_with_a_zero_weight_keeps_an_infinity_from_the_outputs_that_do_not_read_it():
+    from convfilter.engine.plan import mix
+
+    source = np.array([[[np.inf, 1.0, 2.0]]], np.float32)  # an overflow of an earlier pass
+    matrix = np.array([[0.0, 1.0, 1.0], [1.0, 1.0, 1.0]], np.float32)
+    got = np.empty((1, 1, 2), np.float32)
+    mix(source, matrix, got, np.empty((1, 1), np.float32), True, native=True)
+    assert got.tolist() == [[[3.0, np.inf]]]

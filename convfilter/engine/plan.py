@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from .geometry import Geometry
@@ -139,13 +140,28 @@ def spatial_method(
     return min(candidates, key=lambda method: method.cost)
 
 
-def mix(source: np.ndarray, matrix: np.ndarray, target: np.ndarray, tmp: np.ndarray, finite: bool = True) -> None:
+def mix(
+    source: np.ndarray,
+    matrix: np.ndarray,
+    target: np.ndarray,
+    tmp: np.ndarray,
+    finite: bool = True,
+    native: bool = False,
+) -> None:
     """Per pixel ``target[..., o] = Σ_c matrix[o, c] · source[..., c]``: a matrix product for a
-    large matrix with no zero, else sums of the non-zero terms (so that an infinity, in the
-    input or from an overflow, never meets a zero weight and turns into NaN)."""
-    if finite and matrix.size > MATMUL_MIX_ENTRIES and np.all(matrix != 0):
-        np.matmul(source, matrix.T.astype(np.float32), out=target)
-        return
+    large matrix with no zero (with ``native``, OpenCV's ``cv2.transform`` for a small one), else
+    sums of the non-zero terms (so that an infinity, in the input or from an overflow, never
+    meets a zero weight and turns into NaN)."""
+    if finite and np.all(matrix != 0):
+        if matrix.size > MATMUL_MIX_ENTRIES:
+            np.matmul(source, matrix.T.astype(np.float32), out=target)
+            return
+        if native and source.flags.c_contiguous and target.flags.c_contiguous:
+            # one pass over interleaved pixels instead of a strided pass per term
+            result = cv2.transform(source, matrix.astype(np.float32), dst=target)
+            if result.__array_interface__["data"][0] != target.__array_interface__["data"][0]:
+                np.copyto(target, result.reshape(target.shape))
+            return
     for o in range(matrix.shape[0]):
         terms = [(np.float32(w), source[..., c]) for c, w in enumerate(matrix[o]) if w != 0]
         accumulate(target[..., o], terms, tmp)
@@ -226,6 +242,11 @@ class Factored(Plan):
         super().compute(conv, r0, n, out, scratch, collapse)
 
     @property
+    def native(self) -> bool:
+        """True when the spatial pass is OpenCV's: the mixes may be too."""
+        return isinstance(self.spatial, Native)
+
+    @property
     def replicated(self) -> bool:
         """True when every output channel is the same single filtered channel (the ``edge`` case)."""
         return self.channels == 1 and self.post is not None and bool(np.all(self.post == 1))
@@ -242,7 +263,7 @@ class Factored(Plan):
         (row_step, col_step), n, width = stride, out.shape[0], out.shape[1]
         if self.pre is not None:
             mixed = scratch.get("pre", (*strip.shape[:2], self.channels))
-            mix(strip, self.pre, mixed, scratch.get("pre_tmp", strip.shape[:2]), self.finite)
+            mix(strip, self.pre, mixed, scratch.get("pre_tmp", strip.shape[:2]), self.finite, self.native)
             strip = mixed
         if col_step > 1:
             # columns no output reads must not round into the others through a transform
@@ -257,7 +278,7 @@ class Factored(Plan):
             if collapse or self.post is None:
                 np.copyto(out, target)
             else:
-                mix(target, self.post, out, scratch.get("post_tmp", out.shape[:2]), self.finite)
+                mix(target, self.post, out, scratch.get("post_tmp", out.shape[:2]), self.finite, self.native)
             return
         if collapse:
             self.spatial(strip, out, row_step, dilation, scratch)
@@ -265,7 +286,7 @@ class Factored(Plan):
         target = out if self.post is None else scratch.get("spatial", (*out.shape[:2], self.channels))
         self.spatial(strip, target, row_step, dilation, scratch)
         if self.post is not None:
-            mix(target, self.post, out, scratch.get("post_tmp", out.shape[:2]), self.finite)
+            mix(target, self.post, out, scratch.get("post_tmp", out.shape[:2]), self.finite, self.native)
 
 
 class PerPair(Plan):
