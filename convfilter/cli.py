@@ -197,9 +197,11 @@ def filter_command(
     INPUT is an image file or - for standard input; with no INPUT, a piped standard input is read.
     """
     from . import library
-    from .imageio import read_bytes
+    from .imageio import quiet_opencv, read_bytes
     from .outputs import make_folder, plan_outputs
     from .pipeline import Options, filter_bytes, filter_file, write_result
+
+    quiet_opencv()
 
     limits = Limits(max_pixels, allow_truncated)
     # one image file to a file: decoded on a thread of its own while the kernel loads (the modules

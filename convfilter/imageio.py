@@ -19,6 +19,7 @@ import numpy as np
 from .errors import ImageError, UsageError
 from .guards import Limits, byte_limit, check_size, is_truncated, truncated_error
 from .headers import count_frames, detect_format
+from .jpegbands import encode_in_bands as jpeg_in_bands
 from .metadata import (
     Metadata,
     add_metadata,
@@ -137,6 +138,12 @@ def _read_limited(stream, name: str, limits: Limits, status: os.stat_result | No
 def read_image(path: str | Path, limits: Limits | None = None, bgr: bool = False) -> Image:
     """Read and decode the image file at ``path`` (``bgr``: as for ``decode_image``)."""
     return decode_image(read_bytes(path, limits), str(path), limits, bgr)
+
+
+def quiet_opencv() -> None:
+    """Turn off OpenCV's own log lines (a thread it could not start, an encoder's complaint):
+    the command says every failure in its one line."""
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
 
 @contextlib.contextmanager
@@ -345,15 +352,19 @@ def encode_pieces(
     elif fmt == "png" and compression is not None:
         params = [cv2.IMWRITE_PNG_COMPRESSION, compression]
 
-    def encode(part: np.ndarray) -> np.ndarray:
-        ok, encoded = cv2.imencode("." + ("jpg" if fmt == "jpeg" else fmt), part, params)
+    def encode(part: np.ndarray, extra: list[int] | None = None) -> np.ndarray:
+        ok, encoded = cv2.imencode("." + ("jpg" if fmt == "jpeg" else fmt), part, [*params, *(extra or [])])
         if not ok:
             raise ImageError(f"could not encode the result as {fmt.upper()}")
         return encoded
 
     try:
-        with quiet_native_stderr():  # a large TIFF: bands of strips on all cores
-            encoded = (fmt == "tiff" and encode_in_bands(ordered, encode)) or encode(ordered)
+        with quiet_native_stderr():  # a large TIFF or JPEG: in bands on all cores
+            encoded = (
+                (fmt == "tiff" and encode_in_bands(ordered, encode))
+                or (fmt == "jpeg" and jpeg_in_bands(ordered, encode, cv2.IMWRITE_JPEG_RST_INTERVAL))
+                or encode(ordered)
+            )
     except cv2.error as error:
         if error.code == cv2.Error.StsNoMem:
             raise MemoryError from None

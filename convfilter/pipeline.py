@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from .engine import Convolution
@@ -343,9 +344,12 @@ def _depth_note(
 @contextlib.contextmanager
 def _memory_is_an_image_error(name: str):
     """An image too large for the memory there is: one line that says so, not a bug's report."""
+    message = f"input {name}: not enough memory to filter it; lower --max-pixels to refuse such images from the header"
     try:
         yield
     except MemoryError:
-        raise ImageError(
-            f"input {name}: not enough memory to filter it; lower --max-pixels to refuse such images from the header"
-        ) from None
+        raise ImageError(message) from None
+    except cv2.error as error:  # an allocation that failed within OpenCV
+        if getattr(error, "code", None) == cv2.Error.StsNoMem or "bad_alloc" in str(error):
+            raise ImageError(message) from None
+        raise

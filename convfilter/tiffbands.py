@@ -34,14 +34,26 @@ def encode_in_bands(pixels: np.ndarray, encode: Callable[[np.ndarray], np.ndarra
     a file that a classic TIFF's offsets cannot reach, bands not as expected."""
     height = len(pixels)
     rows = max(1, min(height, STRIP_BYTES // max(1, pixels[0].nbytes)))
-    bands = min(threads or os.cpu_count() or 1, height // rows)
-    if pixels.nbytes < PARALLEL_BYTES or pixels.nbytes >= 2**31 or bands < 2 or not pixels.flags.c_contiguous:
+    if pixels.nbytes < PARALLEL_BYTES or pixels.nbytes >= 2**31:
         return None
-    strips = -(-height // rows)
-    cuts = [round(strips * i / bands) * rows for i in range(bands)] + [height]
-    with ThreadPoolExecutor(bands, thread_name_prefix="convfilter-tiff") as pool:
-        parts = list(pool.map(lambda band: encode(pixels[band[0] : band[1]]), itertools.pairwise(cuts)))
+    bands = encode_bands(pixels, -(-height // rows), rows, encode, threads)
+    if bands is None:
+        return None
+    cuts, parts = bands
     return join(parts, [b - a for a, b in itertools.pairwise(cuts)], rows)
+
+
+def encode_bands(pixels: np.ndarray, units: int, rows: int, encode: Callable, threads: int | None = None):
+    """``encode`` run at once on threads (default: one per core) over bands of whole units of
+    ``rows`` rows, at most ``units`` bands, the last one ending with the image: the rows where
+    bands start (and the image's height) and each band's encoding; None for one band."""
+    bands = min(threads or os.cpu_count() or 1, units)
+    if bands < 2 or not pixels.flags.c_contiguous:
+        return None
+    cuts = [round(units * i / bands) * rows for i in range(bands)] + [len(pixels)]
+    with ThreadPoolExecutor(bands, thread_name_prefix="convfilter-bands") as pool:
+        parts = list(pool.map(lambda band: encode(pixels[band[0] : band[1]]), itertools.pairwise(cuts)))
+    return cuts, parts
 
 
 def _values(layout: Layout, data, entry: bytes) -> tuple[int, int, bytes]:
