@@ -130,6 +130,9 @@ def filter_pixels(
 
     # all output channels equal (edge): make pixels of the one channel, then copy them
     collapse = conv.replicated and not bank and not whole
+    # a blur of 8- or 16-bit pixels: OpenCV writes the pixels as it filters (nothing to clip)
+    direct = kernel.range == "clip" and scale == 1 and dtype == pixels.dtype and not (bank or whole or collapse)
+    direct = direct and conv.pixel_blocks(dtype)
 
     def sink(r0: int, block: np.ndarray) -> None:
         # runs in the worker thread that computed the strip: pixels are made while it is in cache,
@@ -145,13 +148,15 @@ def filter_pixels(
             make_pixels(block, out[rows])
 
     def make_pixels(values: np.ndarray, destination: np.ndarray) -> None:
-        if values.shape == destination.shape:
+        if direct:
+            np.copyto(destination, values)
+        elif values.shape == destination.shape:
             to_pixels(values, dtype, kernel.range, scale, destination, conv.finite, tally)
         else:  # the one channel of a collapsed result, copied to every channel
             spread(to_pixels(values, dtype, kernel.range, scale, np.empty(values.shape, dtype), conv.finite, tally),
                    destination)  # fmt: skip
 
-    conv.run_into(sink, threads, collapse)
+    conv.run_into(sink, threads, collapse, pixels=dtype if direct else None)
     if over:
         over.finish()
     if whole:

@@ -8,6 +8,8 @@ import math
 import cv2
 import numpy as np
 
+from .engine.native import PIXEL_DEPTHS
+
 # The depths OpenCV's colour conversions take (channel swaps and copies are faster through them)
 OPENCV_DEPTHS = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
 
@@ -79,7 +81,6 @@ def to_pixels(
 
 # OpenCV rounds to nearest even and saturates in one pass, as NumPy's rint, clip and cast do in
 # three, for values whose rounding fits an int32: the others take NumPy's way
-_OPENCV_DEPTHS = {np.dtype(np.uint8): cv2.CV_8U, np.dtype(np.uint16): cv2.CV_16U}
 _OPENCV_ROUNDS = 2.0**31 - 2**8  # the largest float32 below 2^31
 
 
@@ -88,7 +89,7 @@ def _round_by_opencv(values: np.ndarray, dtype: np.dtype, out: np.ndarray | None
     with OpenCV, counting into ``tally`` those that saturate; False (nothing done) where OpenCV
     cannot: other dtypes, values beyond int32 or NaN, more than OpenCV indexes, a few values."""
     # a few values NumPy rounds as fast (and OpenCV takes an array of up to 4 as a scalar)
-    if out is None or dtype not in _OPENCV_DEPTHS or values.dtype != np.float32 or values.size < 4096:
+    if out is None or dtype not in PIXEL_DEPTHS or values.dtype != np.float32 or values.size < 4096:
         return False
     if not values.flags.c_contiguous or values.shape != out.shape or values.size >= 2**31:
         return False
@@ -106,7 +107,7 @@ def _round_by_opencv(values: np.ndarray, dtype: np.dtype, out: np.ndarray | None
         below, above = cv2.compare(flat, -0.5, cv2.CMP_LT), cv2.compare(flat, top + 0.5, cv2.CMP_GE)
         tally.append(cv2.countNonZero(below) + cv2.countNonZero(above))
     target = out if out.flags.c_contiguous else np.empty(out.shape, dtype)
-    cv2.add(flat, 0.0, dst=target.reshape(flat.shape), dtype=_OPENCV_DEPTHS[dtype])
+    cv2.add(flat, 0.0, dst=target.reshape(flat.shape), dtype=PIXEL_DEPTHS[dtype])
     if target is not out:
         np.copyto(out, target)
     return True

@@ -181,3 +181,36 @@ def test_one_channel_spread_to_every_channel(dtype, channels, rng):
         spread(one, destination)
         np.testing.assert_array_equal(destination, np.repeat(one, channels, axis=2))
         assert not whole[:, :, channels:].any()
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_a_blur_written_by_opencv_as_pixels_is_the_float_result_rounded(seed, monkeypatch):
+    from convfilter.engine import Convolution
+
+    rng = np.random.default_rng([47, seed])
+    handed: list = []
+    run_into = Convolution.run_into
+    monkeypatch.setattr(
+        Convolution, "run_into", lambda self, *a, **k: handed.append(k.get("pixels")) or run_into(self, *a, **k)
+    )
+    for _ in range(40):
+        kh, kw = (int(v) * 2 + 1 for v in rng.integers(2, 8, 2))
+        u, v = rng.random(kh) + 0.05, rng.random(kw) + 0.05
+        weights = np.outer(u / u.sum(), v / v.sum()).astype(np.float32)
+        dtype = np.dtype(rng.choice([np.uint8, np.uint16]))
+        shape = (int(rng.integers(20, 140)), int(rng.integers(20, 140)), int(rng.choice([1, 2, 3, 4])))
+        pixels = rng.integers(0, np.iinfo(dtype).max, shape, endpoint=True).astype(dtype)
+        mode = str(rng.choice(["zeros", "reflect", "replicate"]))
+        kernel = Kernel(name="blur", source="kernel blur", weights=weights, padding_mode=mode,
+                        alpha=str(rng.choice(["keep", "filter"])))  # fmt: skip
+        fmt = "png" if dtype == np.uint16 else str(rng.choice(["png", "jpeg"]))
+        bgr, tally = bool(rng.random() < 0.5), []
+        direct, _ = filter_pixels(pixels.copy(), kernel, fmt, True, None, tally, bgr, True)
+        with monkeypatch.context() as patched:
+            patched.setattr(Convolution, "pixel_blocks", lambda self, dtype: False)
+            floats, _ = filter_pixels(pixels.copy(), kernel, fmt, True, None, [], bgr, True)
+        assert direct.dtype == floats.dtype and direct.shape == floats.shape
+        differ = direct != floats
+        assert np.abs(direct.astype(int) - floats).max() <= 1 and differ.mean() < 0.01
+        assert sum(tally) == 0  # nothing clips: nothing to count
+    assert sum(pixels is not None for pixels in handed) > 20  # most drawn blurs took the route

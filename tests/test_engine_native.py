@@ -304,3 +304,87 @@ def test_a_mix_with_a_zero_weight_keeps_an_infinity_from_the_outputs_that_do_not
     got = np.empty((1, 1, 2), np.float32)
     mix(source, matrix, got, np.empty((1, 1), np.float32), True, native=True)
     assert got.tolist() == [[[3.0, np.inf]]]
+
+
+def _blur(rng: np.random.Generator) -> np.ndarray:
+    """A random blur: a Gaussian or a random separable kernel of non-negative weights summing to 1."""
+    kh, kw = (int(v) * 2 + 1 for v in rng.integers(0, 9, 2))
+    if rng.random() < 0.5:
+        import cv2
+
+        u = cv2.getGaussianKernel(kh, float(rng.uniform(0.3, 6)), cv2.CV_64F).ravel()
+        v = cv2.getGaussianKernel(kw, float(rng.uniform(0.3, 6)), cv2.CV_64F).ravel()
+    else:
+        u, v = rng.random(kh) + 0.01, rng.random(kw) + 0.01
+        u, v = u / u.sum(), v / v.sum()
+    return np.outer(u, v).astype(np.float32)
+
+
+def test_blurs_handed_over_as_pixels_are_the_float_sums_rounded(rng):
+    drawn = 0
+    for _ in range(150):
+        kernel = _blur(rng)
+        dtype = np.dtype(rng.choice([np.uint8, np.uint16]))
+        top = np.iinfo(dtype).max
+        shape = (int(rng.integers(2, 160)), int(rng.integers(2, 160)), int(rng.integers(1, 5)))
+        x = rng.integers(0, top, shape, endpoint=True).astype(dtype)
+        if rng.random() < 0.3:  # flat areas at the extremes
+            x[: shape[0] // 2] = top if rng.random() < 0.5 else 0
+        weight = np.broadcast_to(kernel, (shape[2], 1, *kernel.shape))
+        mode = str(rng.choice(["zeros", "reflect", "replicate"]))
+        conv = Convolution(x, weight, groups=shape[2], padding_mode=mode)
+        if not conv.pixel_blocks(dtype):
+            assert min(shape[:2]) <= max(kernel.shape) or plan_name(conv) != "Factored/NativeSeparable"
+            continue
+        drawn += 1
+        got = np.empty(conv.shape, dtype)
+        rows = int(rng.integers(1, shape[0] + 1)) if rng.random() < 0.5 else None
+
+        def sink(r0, block, got=got, dtype=dtype):
+            assert block.dtype == dtype
+            got[r0 : r0 + len(block)] = block
+
+        conv.run_into(sink, threads=int(rng.integers(1, 4)), pixels=dtype, strip_rows=rows)
+        # the sums in float64: only a sum within float32's rounding of a half may round either way
+        kh, kw = kernel.shape
+        pad = {"zeros": "constant", "reflect": "reflect", "replicate": "edge"}[mode]
+        padded = np.pad(x.astype(np.float64), ((kh // 2, kh // 2), (kw // 2, kw // 2), (0, 0)), mode=pad)
+        windows = np.lib.stride_tricks.sliding_window_view(padded, (kh, kw), axis=(0, 1))
+        sums = np.einsum("hwcij,ij->hwc", windows, kernel.astype(np.float64))
+        expected = np.clip(np.rint(sums), 0, top)
+        differ = got != expected
+        assert np.all(np.abs(got - expected) <= 1), shape
+        window = (kh + kw) * np.finfo(np.float32).eps * (sums[differ] + 1)
+        assert np.all(np.abs(sums[differ] - np.floor(sums[differ]) - 0.5) <= window), (shape, kernel.shape)
+    assert drawn > 80
+
+
+def test_only_blurs_of_eight_and_sixteen_bit_images_are_handed_over_as_pixels(rng):
+    x = rng.integers(0, 256, (60, 70, 3), dtype=np.uint8)
+    blur = np.outer([1, 4, 6, 4, 1], [1, 4, 6, 4, 1]).astype(np.float32) / 256  # a separable pair's plan
+
+    def blocks(image=x, kernel=blur, dtype=np.uint8, **kwargs):
+        weight = np.broadcast_to(kernel, (image.shape[2], 1, *kernel.shape))
+        return Convolution(image, weight, groups=image.shape[2], **kwargs).pixel_blocks(dtype)
+
+    assert blocks() and blocks(padding_mode="reflect") and blocks(x.astype(np.uint16), dtype=np.uint16)
+    assert not blocks(dtype=np.uint16)  # pixels of the image's own dtype only
+    assert not blocks(x.astype(np.float32), dtype=np.float32)
+    assert not blocks(kernel=blur * 1.01)  # sums beyond the range: values to clip and count
+    assert not blocks(kernel=np.outer([-1, 1, 3, 1, -1], [1, 4, 6, 4, 1]).astype(np.float32) / 48)  # below zero
+    assert not blocks(padding_mode="circular") and not blocks(stride=2) and not blocks(padding=0)
+    assert not blocks(kernel=np.full((5, 5), 1 / 25, np.float32))  # a box: OpenCV's box filter, in floats
+    assert not Convolution(x, np.broadcast_to(blur, (3, 1, 5, 5)), np.ones(3), groups=3).pixel_blocks(np.uint8)
+    with pytest.raises(ValueError, match="cannot hand over"):
+        Convolution(x, np.broadcast_to(blur * 2, (3, 1, 5, 5)), groups=3).run_into(print, pixels=np.uint8)
+
+
+def test_strips_of_at_least_the_kernels_reach_leave_no_shorter_last_strip(rng):
+    for _ in range(200):
+        height, kh = int(rng.integers(1, 80)), int(rng.integers(1, 12)) * 2 + 1
+        x = np.zeros((height, 5, 1), np.float32)
+        conv = Convolution(x, np.ones((1, 1, kh, 1), np.float32))
+        starts = conv._starts(int(rng.integers(kh - 1, 40)))
+        assert [r0 for r0, _ in starts] == [0, *np.cumsum([n for _, n in starts])[:-1].tolist()]
+        assert sum(n for _, n in starts) == height
+        assert all(n >= conv.geometry.reach[0] for _, n in starts) or len(starts) == 1

@@ -163,6 +163,13 @@ class Convolution:
         same_bias = self.bias is None or bool(np.all(self.bias == self.bias[0]))
         return self.plan.replicated and same_bias
 
+    def pixel_blocks(self, dtype) -> bool:
+        """True when ``run_into(sink, pixels=dtype)`` can hand over blocks of ``dtype`` pixels that
+        OpenCV rounded and saturated as it filtered (a blur of an 8- or 16-bit image straight from
+        its rows, no bias): no float result, and no value that the range would clip."""
+        no_bias = self.bias is None or not np.any(self.bias)
+        return no_bias and not self.clean and self.plan.pixel_blocks(self, np.dtype(dtype))
+
     def compute(self, r0: int, n: int, out: np.ndarray, scratch: Scratch, collapse: bool = False) -> None:
         """Compute output rows ``r0 … r0+n-1`` into ``out`` (n, W', O), or (n, W', 1) with
         ``collapse``."""
@@ -181,7 +188,13 @@ class Convolution:
             raise ArgumentError(f"strip_rows must be a positive int, got {strip_rows!r}")
         rows = strip_rows or self.strip_rows
         height = self.geometry.out_height
-        return [(r0, min(rows, height - r0)) for r0 in range(0, height, rows)]
+        starts = [(r0, min(rows, height - r0)) for r0 in range(0, height, rows)]
+        if len(starts) > 1 and starts[-1][1] < self.geometry.reach[0]:
+            # a last strip shorter than the kernel's reach joins the one before it (a strip straight
+            # from the image computes the rows at its cuts again from that many rows around them)
+            (r0, n), (_, last) = starts[-2:]
+            starts[-2:] = [(r0, n + last)]
+        return starts
 
     def strips(self, strip_rows: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(first_row, block)`` pairs, one strip after the other, in this thread.
@@ -201,22 +214,30 @@ class Convolution:
         threads: int | None = None,
         collapse: bool = False,
         strip_rows: int | None = None,
+        pixels=None,
     ) -> None:
         """Compute every strip on ``threads`` threads (default: all cores) and call
         ``sink(first_row, block)`` for each, from the thread that computed it; the block is
         reused afterwards. Strips cover disjoint rows, so a sink writing its rows needs no lock.
         With ``collapse`` (only when ``replicated``) the blocks hold the one shared channel;
-        ``strip_rows`` overrides the strip height the plan chose."""
+        with ``pixels`` (a dtype, only where ``pixel_blocks(pixels)``), they hold pixels of that
+        dtype instead of float32 sums; ``strip_rows`` overrides the strip height the plan chose."""
         if collapse and not self.replicated:
             raise ValueError("collapse=True needs a convolution whose output channels are all equal")
+        if pixels is not None and (collapse or not self.pixel_blocks(pixels)):
+            raise ValueError(f"this convolution cannot hand over blocks of {np.dtype(pixels)} pixels")
         channels = 1 if collapse else self.out_channels
+        dtype = np.float32 if pixels is None else np.dtype(pixels)
+        if pixels is not None and strip_rows is not None:  # pixels come straight from the image rows:
+            strip_rows = max(strip_rows, self.geometry.reach[0])  # strips at least the kernel's reach
 
         def work(r0: int, n: int, scratch: Scratch) -> None:
-            block = scratch.get("out", (n, self.shape[1], channels))
+            block = scratch.get("out", (n, self.shape[1], channels), dtype)
             self.compute(r0, n, block, scratch, collapse)
             sink(r0, block)
 
-        self._parallel(work, threads, strip_rows)
+        # a serial plan's blocks too go to the threads: each sink's own work runs beside the others
+        self._parallel(work, threads, strip_rows, every_plan=True)
 
     def run(self, threads: int | None = None, strip_rows: int | None = None) -> np.ndarray:
         """Return the whole float32 result ``(H', W', O)``; ``strip_rows`` overrides the strip
@@ -232,9 +253,16 @@ class Convolution:
         self._parallel(lambda r0, n, scratch: self.compute(r0, n, out[r0 : r0 + n], scratch), threads, strip_rows)
         return out
 
-    def _parallel(self, work: Callable[[int, int, Scratch], None], threads: int | None, strip_rows: int | None) -> None:
+    def _parallel(
+        self,
+        work: Callable[[int, int, Scratch], None],
+        threads: int | None,
+        strip_rows: int | None,
+        every_plan: bool = False,
+    ) -> None:
         starts = self._starts(strip_rows)
-        threads = 1 if self.plan.serial(self) else min(threads or os.cpu_count() or 1, len(starts))
+        serial = self.plan.serial(self) and not every_plan
+        threads = 1 if serial else min(threads or os.cpu_count() or 1, len(starts))
         if threading.current_thread().name.startswith(_POOL_PREFIX):
             threads = 1  # called from a strip's own work (a sink): the pool's threads are all busy
         if threads <= 1:

@@ -46,6 +46,8 @@ STRIP_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.int16), np.
 # A dilated kernel is expanded with zeros up to this many times its own taps.
 MAX_EXPANSION = 4
 CONSTANT, CENTRE = cv2.BORDER_CONSTANT, (-1, -1)
+# The integer pixels OpenCV's filters write directly (rounded to nearest even, saturated)
+PIXEL_DEPTHS = {np.dtype(np.uint8): cv2.CV_8U, np.dtype(np.uint16): cv2.CV_16U}
 # OpenCV's borders that are padding modes (its filters take no circular border)
 BORDERS = {"zeros": cv2.BORDER_CONSTANT, "reflect": cv2.BORDER_REFLECT_101, "replicate": cv2.BORDER_REPLICATE}
 # The largest sum of products (largest input times largest kernel sum) OpenCV is given.
@@ -131,7 +133,7 @@ class Native:
         for first, count in ((r0, top if r0 > 0 else 0), (r0 + n - bottom, bottom if r0 + n < height else 0)):
             if count:
                 start, stop = max(0, first - top), min(height, first + count + bottom)
-                part = scratch.get("native_seam", (stop - start, *out.shape[1:]))
+                part = scratch.get("native_seam", (stop - start, *out.shape[1:]), out.dtype)
                 self._band(x[start:stop], part, border, anchor, scratch)
                 out[first - r0 : first - r0 + count] = part[first - start : first - start + count]
         self.scale(out)
@@ -238,11 +240,15 @@ class NativeSeparable(Native):
         return row_step * rank * (4.0 + per_tap * (shape[0] + shape[1]))
 
     def filter(self, src: np.ndarray, dst: np.ndarray, scratch: Scratch, border=CONSTANT, anchor=CENTRE) -> None:
-        """Each rank's pair of 1-D passes, summed into ``dst``."""
+        """Each rank's pair of 1-D passes, summed into ``dst`` (float32; or pixels of one of
+        ``PIXEL_DEPTHS`` for rank 1, rounded by OpenCV as it writes them)."""
         src = _cv_array(src)
+        depth = PIXEL_DEPTHS.get(dst.dtype, cv2.CV_32F)
+        if depth != cv2.CV_32F and len(self.terms) != 1:
+            raise ValueError("only one separable pair is filtered straight to pixels")
         for k, (u, v) in enumerate(self.terms):
             target = dst if k == 0 else scratch.get("native_rank", dst.shape)
-            result = cv2.sepFilter2D(src, cv2.CV_32F, v.ravel(), u.ravel(), dst=target,
+            result = cv2.sepFilter2D(src, depth, v.ravel(), u.ravel(), dst=target,
                                      borderType=border, anchor=anchor)  # fmt: skip
             _store(result, target)
             if k:

@@ -21,7 +21,16 @@ import cv2
 import numpy as np
 
 from .geometry import Geometry
-from .native import Native, NativeDirect, NativeSeparable, cheap_expansion, expand, image_route, native_methods
+from .native import (
+    PIXEL_DEPTHS,
+    Native,
+    NativeDirect,
+    NativeSeparable,
+    cheap_expansion,
+    expand,
+    image_route,
+    native_methods,
+)
 from .spatial import (
     EXACT,
     FFT,
@@ -231,9 +240,29 @@ class Factored(Plan):
             and image_route(conv, self.spatial)
         )
 
+    def pixel_blocks(self, conv, dtype: np.dtype) -> bool:
+        """True for one separable pair straight from an image of 8- or 16-bit ``dtype`` pixels whose
+        sums cannot leave the dtype's range (a blur: no weight below zero, a sum of at most one):
+        OpenCV then writes the pixels itself, rounded to nearest even as the float sums would be."""
+        spatial = self.spatial
+        if self.pre is not None or self.post is not None or not isinstance(spatial, NativeSeparable):
+            return False
+        if len(spatial.terms) != 1 or conv.x.dtype != dtype or dtype not in PIXEL_DEPTHS:
+            return False
+        ((u, v),) = spatial.terms
+        kernel = np.outer(u.astype(np.float64), v.astype(np.float64))
+        top = float(np.iinfo(dtype).max)
+        # a margin far beyond float32's rounding of the sums
+        within = top * kernel[kernel < 0].sum() > -0.25 and top * kernel[kernel > 0].sum() < top + 0.25
+        return within and image_route(conv, spatial) is not None
+
     def compute(self, conv, r0: int, n: int, out: np.ndarray, scratch: Scratch, collapse: bool = False) -> None:
         """Compute output rows ``r0 … r0+n-1`` of ``conv`` into ``out``: straight from the image
-        where OpenCV's filter can read it (``native.image_route``), else from a loaded strip."""
+        where OpenCV's filter can read it (``native.image_route``), else from a loaded strip.
+        Pixel blocks (``pixel_blocks``) are always straight from the image."""
+        if out.dtype.kind != "f":
+            self.spatial.filter_rows(conv.x, r0, n, out, image_route(conv, self.spatial), scratch)
+            return
         if self.pre is None and self.post is None and not collapse and n >= conv.geometry.reach[0]:
             route = image_route(conv, self.spatial)
             if route is not None:

@@ -43,6 +43,10 @@ class Plan:
         """True where strips should run one after another (the method uses every core itself)."""
         return False
 
+    def pixel_blocks(self, conv, dtype: np.dtype) -> bool:
+        """True where ``compute`` fills blocks of ``dtype`` pixels itself (see ``Factored``)."""
+        return False
+
     def compute(self, conv, r0: int, n: int, out: np.ndarray, scratch: Scratch, collapse: bool = False) -> None:
         """Compute output rows ``r0 … r0+n-1`` of ``conv`` into ``out`` (n, W', O) from its padded strip."""
         strip = conv.load(r0, n, scratch, self.strip_dtype)
