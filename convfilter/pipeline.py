@@ -130,9 +130,10 @@ def filter_pixels(
 
     # all output channels equal (edge): make pixels of the one channel, then copy them
     collapse = conv.replicated and not bank and not whole
-    # a blur of 8- or 16-bit pixels: OpenCV writes the pixels as it filters (nothing to clip)
-    direct = kernel.range == "clip" and scale == 1 and dtype == pixels.dtype and not (bank or whole or collapse)
-    direct = direct and conv.pixel_blocks(dtype)
+    # 8- or 16-bit pixels clipped: from the exact integer sums, or (a blur) written by OpenCV as it filters
+    plain = kernel.range == "clip" and scale == 1 and dtype.kind == "u" and not (bank or whole or collapse)
+    blocks = conv.block_dtype(dtype) if plain else np.dtype(np.float32)
+    direct = blocks == dtype
 
     def sink(r0: int, block: np.ndarray) -> None:
         # runs in the worker thread that computed the strip: pixels are made while it is in cache,
@@ -156,7 +157,7 @@ def filter_pixels(
             spread(to_pixels(values, dtype, kernel.range, scale, np.empty(values.shape, dtype), conv.finite, tally),
                    destination)  # fmt: skip
 
-    conv.run_into(sink, threads, collapse, pixels=dtype if direct else None)
+    conv.run_into(sink, threads, collapse, dtype=blocks)
     if over:
         over.finish()
     if whole:

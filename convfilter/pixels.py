@@ -32,7 +32,8 @@ def to_pixels(
     finite: bool = True,
     tally: list[int] | None = None,
 ) -> np.ndarray:
-    """Turn a float result into pixels of ``dtype`` by ``range_policy``.
+    """Turn a float result (or exact whole-number sums, int16) into pixels of ``dtype`` by
+    ``range_policy``.
 
     ``clip`` rounds to nearest and saturates, as ``cv2.imwrite`` does with a float image; ``abs``
     takes the absolute value first; ``offset`` adds half the range so that 0 is mid-grey;
@@ -42,12 +43,18 @@ def to_pixels(
     ``finite`` (the result may hold NaN: the image did), NaN becomes 0 and infinities saturate.
     With ``tally``, the number of values that saturate is appended to it.
 
+    >>> to_pixels(np.array([-3, 7, 300], np.int16), np.uint8, "clip").tolist()
+    [0, 7, 255]
     >>> to_pixels(np.array([-3.5, 0.5, 1.5, 300.0], np.float32), np.uint8, "clip").tolist()
     [0, 0, 2, 255]
     >>> to_pixels(np.array([np.nan, np.inf, -np.inf], np.float32), np.uint8, "offset", finite=False).tolist()
     [128, 255, 0]
     """
     dtype = np.dtype(dtype)
+    if result.dtype.kind in "iu":  # exact whole-number sums
+        if range_policy == "clip" and scale == 1 and _saturate_by_opencv(result, dtype, out, tally):
+            return out
+        result = result.astype(np.float32)  # float32 holds every int16 exactly
     if dtype.kind == "f":
         values = result
     else:
@@ -108,6 +115,25 @@ def _round_by_opencv(values: np.ndarray, dtype: np.dtype, out: np.ndarray | None
         tally.append(cv2.countNonZero(below) + cv2.countNonZero(above))
     target = out if out.flags.c_contiguous else np.empty(out.shape, dtype)
     cv2.add(flat, 0.0, dst=target.reshape(flat.shape), dtype=PIXEL_DEPTHS[dtype])
+    if target is not out:
+        np.copyto(out, target)
+    return True
+
+
+def _saturate_by_opencv(sums: np.ndarray, dtype: np.dtype, out: np.ndarray | None, tally: list[int] | None) -> bool:
+    """Saturate whole-number ``sums`` (int16) to ``dtype`` into ``out`` with OpenCV, counting
+    into ``tally`` those that saturate; False (nothing done) where OpenCV cannot."""
+    if out is None or dtype not in PIXEL_DEPTHS or sums.dtype != np.int16 or sums.shape != out.shape:
+        return False
+    if not sums.flags.c_contiguous or sums.size >= 2**31 or sums.size < 4:
+        return False
+    flat = sums.reshape(len(sums) if sums.ndim > 1 else 1, -1)
+    top = int(np.iinfo(dtype).max)
+    low, high, _, _ = cv2.minMaxLoc(flat)
+    if tally is not None and (low < 0 or high > top):
+        tally.append(flat.size - cv2.countNonZero(cv2.inRange(flat, 0, top)))
+    target = out if out.flags.c_contiguous else np.empty(out.shape, dtype)
+    cv2.add(flat, 0, dst=target.reshape(flat.shape), dtype=PIXEL_DEPTHS[dtype])
     if target is not out:
         np.copyto(out, target)
     return True

@@ -183,16 +183,27 @@ def test_one_channel_spread_to_every_channel(dtype, channels, rng):
         assert not whole[:, :, channels:].any()
 
 
+@pytest.fixture
+def handed(monkeypatch) -> list:
+    """The block dtype of every convolution's ``run_into`` while the test runs."""
+    from convfilter.engine import Convolution
+
+    dtypes: list = []
+    run_into = Convolution.run_into
+
+    def spy(self, *args, **kwargs):
+        dtypes.append(np.dtype(kwargs.get("dtype", np.float32)))
+        return run_into(self, *args, **kwargs)
+
+    monkeypatch.setattr(Convolution, "run_into", spy)
+    return dtypes
+
+
 @pytest.mark.parametrize("seed", range(2))
-def test_a_blur_written_by_opencv_as_pixels_is_the_float_result_rounded(seed, monkeypatch):
+def test_a_blur_written_by_opencv_as_pixels_is_the_float_result_rounded(seed, monkeypatch, handed):
     from convfilter.engine import Convolution
 
     rng = np.random.default_rng([47, seed])
-    handed: list = []
-    run_into = Convolution.run_into
-    monkeypatch.setattr(
-        Convolution, "run_into", lambda self, *a, **k: handed.append(k.get("pixels")) or run_into(self, *a, **k)
-    )
     for _ in range(40):
         kh, kw = (int(v) * 2 + 1 for v in rng.integers(2, 8, 2))
         u, v = rng.random(kh) + 0.05, rng.random(kw) + 0.05
@@ -207,10 +218,35 @@ def test_a_blur_written_by_opencv_as_pixels_is_the_float_result_rounded(seed, mo
         bgr, tally = bool(rng.random() < 0.5), []
         direct, _ = filter_pixels(pixels.copy(), kernel, fmt, True, None, tally, bgr, True)
         with monkeypatch.context() as patched:
-            patched.setattr(Convolution, "pixel_blocks", lambda self, dtype: False)
+            patched.setattr(Convolution, "block_dtype", lambda self, pixels: np.dtype(np.float32))
             floats, _ = filter_pixels(pixels.copy(), kernel, fmt, True, None, [], bgr, True)
         assert direct.dtype == floats.dtype and direct.shape == floats.shape
         differ = direct != floats
         assert np.abs(direct.astype(int) - floats).max() <= 1 and differ.mean() < 0.01
         assert sum(tally) == 0  # nothing clips: nothing to count
-    assert sum(pixels is not None for pixels in handed) > 20  # most drawn blurs took the route
+    assert sum(dtype in (np.uint8, np.uint16) for dtype in handed) > 20  # most drawn blurs took the route
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_pixels_from_exact_integer_sums_are_those_from_float_sums(seed, monkeypatch, handed):
+    from convfilter.engine import Convolution
+
+    rng = np.random.default_rng([53, seed])
+    for _ in range(40):
+        kh, kw = (int(v) for v in rng.integers(1, 6, 2))
+        weights = rng.integers(-3, 4, (kh, kw)).astype(np.float32)
+        weights[kh // 2, kw // 2] = 4
+        shape = (int(rng.integers(8, 120)), int(rng.integers(8, 120)), int(rng.choice([1, 2, 3, 4])))
+        pixels = rng.integers(0, 256, shape, dtype=np.uint8)
+        kernel = Kernel(name="k", source="kernel k", weights=weights, alpha=str(rng.choice(["keep", "filter"])),
+                        padding_mode=str(rng.choice(MODES)), stride=(int(rng.integers(1, 3)), 1))  # fmt: skip
+        fmt, bgr = str(rng.choice(["png", "jpeg", "bmp"])), bool(rng.random() < 0.5)
+        sums_tally: list[int] = []
+        sums, _ = filter_pixels(pixels.copy(), kernel, fmt, True, None, sums_tally, bgr, True)
+        floats_tally: list[int] = []
+        with monkeypatch.context() as patched:
+            patched.setattr(Convolution, "block_dtype", lambda self, pixels: np.dtype(np.float32))
+            floats, _ = filter_pixels(pixels.copy(), kernel, fmt, True, None, floats_tally, bgr, True)
+        np.testing.assert_array_equal(sums, floats)
+        assert sum(sums_tally) == sum(floats_tally)
+    assert sum(dtype == np.int16 for dtype in handed) > 8  # the planner picks 16-bit taps for some kernels

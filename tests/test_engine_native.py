@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from differential import Config, draw, plan_name, run
 
-from convfilter import convolve
+from convfilter import ArgumentError, convolve
 from convfilter.engine import Convolution, native
 from convfilter.engine.native import NativeBox, NativeDirect, NativeSeparable
 from convfilter.engine.spatial import Direct, Scratch, low_rank
@@ -333,7 +333,7 @@ def test_blurs_handed_over_as_pixels_are_the_float_sums_rounded(rng):
         weight = np.broadcast_to(kernel, (shape[2], 1, *kernel.shape))
         mode = str(rng.choice(["zeros", "reflect", "replicate"]))
         conv = Convolution(x, weight, groups=shape[2], padding_mode=mode)
-        if not conv.pixel_blocks(dtype):
+        if conv.block_dtype(dtype) != dtype:
             assert min(shape[:2]) <= max(kernel.shape) or plan_name(conv) != "Factored/NativeSeparable"
             continue
         drawn += 1
@@ -344,7 +344,7 @@ def test_blurs_handed_over_as_pixels_are_the_float_sums_rounded(rng):
             assert block.dtype == dtype
             got[r0 : r0 + len(block)] = block
 
-        conv.run_into(sink, threads=int(rng.integers(1, 4)), pixels=dtype, strip_rows=rows)
+        conv.run_into(sink, threads=int(rng.integers(1, 4)), dtype=dtype, strip_rows=rows)
         # the sums in float64: only a sum within float32's rounding of a half may round either way
         kh, kw = kernel.shape
         pad = {"zeros": "constant", "reflect": "reflect", "replicate": "edge"}[mode]
@@ -365,18 +365,18 @@ def test_only_blurs_of_eight_and_sixteen_bit_images_are_handed_over_as_pixels(rn
 
     def blocks(image=x, kernel=blur, dtype=np.uint8, **kwargs):
         weight = np.broadcast_to(kernel, (image.shape[2], 1, *kernel.shape))
-        return Convolution(image, weight, groups=image.shape[2], **kwargs).pixel_blocks(dtype)
+        return Convolution(image, weight, groups=image.shape[2], **kwargs).block_dtype(dtype) == dtype
 
     assert blocks() and blocks(padding_mode="reflect") and blocks(x.astype(np.uint16), dtype=np.uint16)
     assert not blocks(dtype=np.uint16)  # pixels of the image's own dtype only
-    assert not blocks(x.astype(np.float32), dtype=np.float32)
+    assert not blocks(x.astype(np.float32), dtype=np.uint8)
     assert not blocks(kernel=blur * 1.01)  # sums beyond the range: values to clip and count
     assert not blocks(kernel=np.outer([-1, 1, 3, 1, -1], [1, 4, 6, 4, 1]).astype(np.float32) / 48)  # below zero
     assert not blocks(padding_mode="circular") and not blocks(stride=2) and not blocks(padding=0)
     assert not blocks(kernel=np.full((5, 5), 1 / 25, np.float32))  # a box: OpenCV's box filter, in floats
-    assert not Convolution(x, np.broadcast_to(blur, (3, 1, 5, 5)), np.ones(3), groups=3).pixel_blocks(np.uint8)
+    assert Convolution(x, np.broadcast_to(blur, (3, 1, 5, 5)), np.ones(3), groups=3).block_dtype(np.uint8) == np.float32
     with pytest.raises(ValueError, match="cannot hand over"):
-        Convolution(x, np.broadcast_to(blur * 2, (3, 1, 5, 5)), groups=3).run_into(print, pixels=np.uint8)
+        Convolution(x, np.broadcast_to(blur * 2, (3, 1, 5, 5)), groups=3).run_into(print, dtype=np.uint8)
 
 
 def test_strips_of_at_least_the_kernels_reach_leave_no_shorter_last_strip(rng):
@@ -388,3 +388,54 @@ def test_strips_of_at_least_the_kernels_reach_leave_no_shorter_last_strip(rng):
         assert [r0 for r0, _ in starts] == [0, *np.cumsum([n for _, n in starts])[:-1].tolist()]
         assert sum(n for _, n in starts) == height
         assert all(n >= conv.geometry.reach[0] for _, n in starts) or len(starts) == 1
+
+
+def test_whole_number_kernels_on_eight_bit_images_hand_over_their_exact_sums(rng):
+    drawn = 0
+    for _ in range(250):
+        kh, kw = (int(v) for v in rng.integers(1, 6, 2))
+        kernel = rng.integers(-4, 5, (kh, kw)).astype(np.float32)
+        if not kernel.any() or (np.abs(kernel).min() == 0 and rng.random() < 0.5):
+            kernel[kh // 2, kw // 2] = 5
+        shape = (int(rng.integers(1, 90)), int(rng.integers(1, 90)), int(rng.integers(1, 5)))
+        x = rng.integers(0, 256, shape, dtype=np.uint8)
+        kwargs = {
+            "padding_mode": str(rng.choice(["zeros", "reflect", "replicate", "circular"])),
+            "stride": (int(rng.integers(1, 3)), 1),
+            "dilation": (int(rng.integers(1, 3)), int(rng.integers(1, 3))),
+        }
+        weight = np.broadcast_to(kernel, (shape[2], 1, kh, kw))
+        try:
+            conv = Convolution(x, weight, groups=shape[2], **kwargs)
+        except ArgumentError:  # a reflection wider than the image, or no output
+            continue
+        if conv.block_dtype(np.uint8) != np.int16:
+            continue
+        drawn += 1
+        got = np.empty(conv.shape, np.int16)
+
+        def sink(r0, block, got=got):
+            assert block.dtype == np.int16
+            got[r0 : r0 + len(block)] = block
+
+        rows = int(rng.integers(1, 40)) if rng.random() < 0.5 else None
+        conv.run_into(sink, threads=int(rng.integers(1, 4)), dtype=np.int16, strip_rows=rows)
+        expected = Convolution(x, weight, groups=shape[2], engine="numpy", **kwargs).run()
+        np.testing.assert_array_equal(got, expected)  # whole numbers: exact on both
+    assert drawn > 40  # the planner picks 16-bit taps for about one kernel in five
+
+
+def test_only_whole_number_kernels_of_scale_one_hand_over_int16_sums(rng):
+    x = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    sharpen = np.array([[0, -1, 0], [-1, 5, -1], [0, -1, 0]], np.float32)
+
+    def sums(image=x, kernel=sharpen, pixels=np.uint8, bias=None, **kwargs):
+        weight = np.broadcast_to(kernel, (image.shape[2], 1, *kernel.shape))
+        return Convolution(image, weight, bias, groups=image.shape[2], **kwargs).block_dtype(pixels) == np.int16
+
+    assert sums() and sums(stride=(2, 1)) and sums(pixels=np.uint16)
+    assert not sums(kernel=sharpen / 2)  # a whole-number kernel times a scale: float32 sums
+    assert not sums(image=x.astype(np.uint16), pixels=np.uint16)  # 16-bit sums need not fit
+    assert not sums(stride=(1, 2)) and not sums(bias=np.ones(3)) and not sums(pixels=np.float32)
+    dense = Convolution(x, rng.integers(-2, 3, (3, 3, 3, 3)).astype(np.float32))
+    assert dense.block_dtype(np.uint8) == np.float32

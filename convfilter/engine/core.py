@@ -163,12 +163,14 @@ class Convolution:
         same_bias = self.bias is None or bool(np.all(self.bias == self.bias[0]))
         return self.plan.replicated and same_bias
 
-    def pixel_blocks(self, dtype) -> bool:
-        """True when ``run_into(sink, pixels=dtype)`` can hand over blocks of ``dtype`` pixels that
-        OpenCV rounded and saturated as it filtered (a blur of an 8- or 16-bit image straight from
-        its rows, no bias): no float result, and no value that the range would clip."""
-        no_bias = self.bias is None or not np.any(self.bias)
-        return no_bias and not self.clean and self.plan.pixel_blocks(self, np.dtype(dtype))
+    def block_dtype(self, pixels) -> np.dtype:
+        """The dtype of the blocks ``run_into(sink, dtype=…)`` can hand over for making pixels of
+        ``pixels`` (8- or 16-bit) by rounding to nearest even and saturating: those pixels
+        themselves (a blur straight from the image rows: OpenCV writes them, nothing can clip),
+        int16 (exact whole-number sums), or float32 sums. Without a bias only."""
+        if (self.bias is not None and np.any(self.bias)) or self.clean:
+            return np.dtype(np.float32)
+        return self.plan.block_dtype(self, np.dtype(pixels))
 
     def compute(self, r0: int, n: int, out: np.ndarray, scratch: Scratch, collapse: bool = False) -> None:
         """Compute output rows ``r0 … r0+n-1`` into ``out`` (n, W', O), or (n, W', 1) with
@@ -214,21 +216,22 @@ class Convolution:
         threads: int | None = None,
         collapse: bool = False,
         strip_rows: int | None = None,
-        pixels=None,
+        dtype=np.float32,
     ) -> None:
         """Compute every strip on ``threads`` threads (default: all cores) and call
         ``sink(first_row, block)`` for each, from the thread that computed it; the block is
         reused afterwards. Strips cover disjoint rows, so a sink writing its rows needs no lock.
         With ``collapse`` (only when ``replicated``) the blocks hold the one shared channel;
-        with ``pixels`` (a dtype, only where ``pixel_blocks(pixels)``), they hold pixels of that
-        dtype instead of float32 sums; ``strip_rows`` overrides the strip height the plan chose."""
+        ``dtype`` other than float32 (only what ``block_dtype`` gives) makes them pixels or exact
+        int16 sums; ``strip_rows`` overrides the strip height the plan chose."""
+        dtype = np.dtype(dtype)
         if collapse and not self.replicated:
             raise ValueError("collapse=True needs a convolution whose output channels are all equal")
-        if pixels is not None and (collapse or not self.pixel_blocks(pixels)):
-            raise ValueError(f"this convolution cannot hand over blocks of {np.dtype(pixels)} pixels")
+        pixels = self.x.dtype if dtype == np.int16 else dtype
+        if dtype != np.float32 and (collapse or self.block_dtype(pixels) != dtype):
+            raise ValueError(f"this convolution cannot hand over blocks of {dtype}")
         channels = 1 if collapse else self.out_channels
-        dtype = np.float32 if pixels is None else np.dtype(pixels)
-        if pixels is not None and strip_rows is not None:  # pixels come straight from the image rows:
+        if dtype in native.PIXEL_DEPTHS and strip_rows is not None:  # pixels come straight from the image rows:
             strip_rows = max(strip_rows, self.geometry.reach[0])  # strips at least the kernel's reach
 
         def work(r0: int, n: int, scratch: Scratch) -> None:

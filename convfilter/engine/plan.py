@@ -240,27 +240,32 @@ class Factored(Plan):
             and image_route(conv, self.spatial)
         )
 
-    def pixel_blocks(self, conv, dtype: np.dtype) -> bool:
-        """True for one separable pair straight from an image of 8- or 16-bit ``dtype`` pixels whose
-        sums cannot leave the dtype's range (a blur: no weight below zero, a sum of at most one):
-        OpenCV then writes the pixels itself, rounded to nearest even as the float sums would be."""
-        spatial = self.spatial
-        if self.pre is not None or self.post is not None or not isinstance(spatial, NativeSeparable):
-            return False
-        if len(spatial.terms) != 1 or conv.x.dtype != dtype or dtype not in PIXEL_DEPTHS:
-            return False
+    def block_dtype(self, conv, pixels: np.dtype) -> np.dtype:
+        """For pixels of 8- or 16-bit ``pixels`` from one spatial kernel on its own: the pixels
+        themselves for one separable pair straight from an image of that dtype whose sums cannot
+        leave its range (a blur: no weight below zero, a sum of at most one; OpenCV rounds to
+        nearest even as it writes them); int16 for whole-number taps on an 8-bit image (the exact
+        sums, which saturating makes pixels); float32 sums otherwise."""
+        spatial, floats = self.spatial, np.dtype(np.float32)
+        if self.pre is not None or self.post is not None or pixels not in PIXEL_DEPTHS:
+            return floats
+        if isinstance(spatial, IntegerDirect):
+            whole = spatial.scale == 1 and conv.geometry.stride[1] == 1
+            return np.dtype(np.int16) if whole else floats
+        if not isinstance(spatial, NativeSeparable) or len(spatial.terms) != 1 or conv.x.dtype != pixels:
+            return floats
         ((u, v),) = spatial.terms
         kernel = np.outer(u.astype(np.float64), v.astype(np.float64))
-        top = float(np.iinfo(dtype).max)
+        top = float(np.iinfo(pixels).max)
         # a margin far beyond float32's rounding of the sums
         within = top * kernel[kernel < 0].sum() > -0.25 and top * kernel[kernel > 0].sum() < top + 0.25
-        return within and image_route(conv, spatial) is not None
+        return pixels if within and image_route(conv, spatial) is not None else floats
 
     def compute(self, conv, r0: int, n: int, out: np.ndarray, scratch: Scratch, collapse: bool = False) -> None:
         """Compute output rows ``r0 … r0+n-1`` of ``conv`` into ``out``: straight from the image
         where OpenCV's filter can read it (``native.image_route``), else from a loaded strip.
-        Pixel blocks (``pixel_blocks``) are always straight from the image."""
-        if out.dtype.kind != "f":
+        Blocks of pixels (``block_dtype``) are always straight from the image."""
+        if out.dtype in PIXEL_DEPTHS:
             self.spatial.filter_rows(conv.x, r0, n, out, image_route(conv, self.spatial), scratch)
             return
         if self.pre is None and self.post is None and not collapse and n >= conv.geometry.reach[0]:

@@ -141,9 +141,16 @@ class IntegerDirect(Direct):
         return cls(kernel, scale, whole)
 
     def __call__(self, strip, out, row_step, dilation, scratch: Scratch) -> None:
-        """Filter the int16 ``strip`` (R, Wp, C) into the float32 ``out`` (n, W, C)."""
+        """Filter the int16 ``strip`` (R, Wp, C) into the float32 ``out`` (n, W, C), or into an
+        int16 ``out`` as the exact sums (a kernel of scale 1 only)."""
         n, width, channels = out.shape
         span = (n, width * channels)
+        if out.dtype == np.int16:
+            if self.scale != 1:
+                raise ValueError("only a whole-number kernel's sums are whole numbers")
+            accumulate(out.reshape(span), self._terms(strip, out.shape, row_step, dilation),
+                       scratch.get("tmp16", span, np.int16))  # fmt: skip
+            return
         acc = scratch.get("acc16", span, np.int16)
         accumulate(acc, self._terms(strip, out.shape, row_step, dilation), scratch.get("tmp16", span, np.int16))
         if self.scale == 1:

@@ -43,9 +43,10 @@ class Plan:
         """True where strips should run one after another (the method uses every core itself)."""
         return False
 
-    def pixel_blocks(self, conv, dtype: np.dtype) -> bool:
-        """True where ``compute`` fills blocks of ``dtype`` pixels itself (see ``Factored``)."""
-        return False
+    def block_dtype(self, conv, pixels: np.dtype) -> np.dtype:
+        """The dtype of the blocks ``compute`` fills for pixels of ``pixels`` to be made from:
+        float32 sums, unless the plan can do better (see ``Factored``)."""
+        return np.dtype(np.float32)
 
     def compute(self, conv, r0: int, n: int, out: np.ndarray, scratch: Scratch, collapse: bool = False) -> None:
         """Compute output rows ``r0 … r0+n-1`` of ``conv`` into ``out`` (n, W', O) from its padded strip."""
