@@ -16,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .decoding import opencv_decode
 from .errors import ImageError, UsageError
 from .guards import Limits, byte_limit, check_size, is_truncated, truncated_error
 from .headers import count_frames, detect_format
@@ -28,8 +29,8 @@ from .metadata import (
     pillow_without_size_limit,
     read_metadata,
 )
-from .options import FORMATS
-from .pixels import OPENCV_DEPTHS
+from .options import FORMATS, LARGEST_SIDE
+from .pixels import OPENCV_DEPTHS, opencv_writes
 from .tiffbands import encode_in_bands
 
 ORIENTED_BY_DECODER = ("tiff",)  # formats whose pixels OpenCV returns with the EXIF orientation applied
@@ -198,7 +199,7 @@ def decode_image(data: bytes, name: str, limits: Limits | None = None, bgr: bool
         raise truncated_error(name, fmt)
     try:
         with quiet_native_stderr():
-            pixels = _opencv_decode(data, fmt)
+            pixels = opencv_decode(data, fmt)
     except cv2.error as error:  # a header the decoder itself refuses (a zero size), or no memory
         if error.code == cv2.Error.StsNoMem:
             raise MemoryError from None
@@ -216,43 +217,6 @@ def decode_image(data: bytes, name: str, limits: Limits | None = None, bgr: bool
     # upright itself: turn the others upright here, so that each is turned exactly once
     upright = pixels if fmt in ORIENTED_BY_DECODER else apply_orientation(pixels, meta.orientation)
     return Image(upright, fmt, meta, frames, bgr=bgr and upright.shape[2] in (3, 4))
-
-
-def _opencv_decode(data: bytes, fmt: str) -> np.ndarray | None:
-    """OpenCV's decoding of ``data`` as stored (``IMREAD_UNCHANGED``), or None. Through a file in
-    memory where the system has them: ``cv2.imread`` decodes into the NumPy array it returns,
-    where ``cv2.imdecode`` decodes into OpenCV's own buffer and returns a copy of it (twice the
-    image at the peak, and as many fresh pages to touch). A JPEG that does not end with its end
-    marker keeps ``imdecode``: OpenCV's file reader makes up the end of a cut-off JPEG that its
-    buffer reader refuses. A file the reader cannot decode gets ``imdecode``'s word on it."""
-    fd = _memory_file(data) if fmt != "jpeg" or data.endswith(b"\xff\xd9") else None
-    if fd is not None:
-        try:
-            pixels = cv2.imread(f"/proc/self/fd/{fd}", np.empty(0, np.uint8), cv2.IMREAD_UNCHANGED)
-        finally:
-            os.close(fd)
-        if pixels is not None and pixels.size:
-            return pixels
-    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-
-
-def _memory_file(data: bytes) -> int | None:
-    """The descriptor of a file in memory (not on any disk) holding ``data``, that OpenCV can
-    open by name; None where the system has none."""
-    if not hasattr(os, "memfd_create") or not os.path.isdir("/proc/self/fd"):
-        return None
-    try:
-        fd = os.memfd_create("convfilter-input", os.MFD_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        view = memoryview(data).cast("B")
-        while view:
-            view = view[os.write(fd, view) :]
-    except OSError:
-        os.close(fd)
-        return None
-    return fd
 
 
 def _decode_truncated(data: bytes) -> np.ndarray | None:
@@ -281,7 +245,7 @@ def swap_red_blue(pixels: np.ndarray, in_place: bool = False) -> np.ndarray:
         return pixels
     if pixels.dtype in OPENCV_DEPTHS:
         code = cv2.COLOR_BGR2RGB if pixels.shape[2] == 3 else cv2.COLOR_BGRA2RGBA
-        in_place = in_place and pixels.flags.c_contiguous and pixels.flags.writeable
+        in_place = in_place and opencv_writes(pixels) and pixels.flags.writeable
         return cv2.cvtColor(pixels, code, dst=pixels if in_place else None)
     swapped = pixels if in_place else pixels.copy()
     swapped[..., [0, 2]] = pixels[..., [2, 0]]
@@ -343,6 +307,12 @@ def encode_pieces(
             "channels; use --montage (every channel in one picture), --split (one image per channel) or write a "
             ".npy file"
         )
+    largest = LARGEST_SIDE.get(fmt, 0)
+    if largest and max(pixels.shape[:2]) > largest:
+        raise ImageError(
+            f"the result, {pixels.shape[1]}×{pixels.shape[0]}, is larger than a {fmt.upper()} holds ({largest:,} "
+            "pixels a side at most): write a PNG or TIFF"
+        )
     ordered = pixels if bgr else swap_red_blue(pixels, in_place=reuse)
     params = []
     if fmt == "jpeg":
@@ -355,7 +325,10 @@ def encode_pieces(
     def encode(part: np.ndarray, extra: list[int] | None = None) -> np.ndarray:
         ok, encoded = cv2.imencode("." + ("jpg" if fmt == "jpeg" else fmt), part, [*params, *(extra or [])])
         if not ok:
-            raise ImageError(f"could not encode the result as {fmt.upper()}")
+            # a result within the format's limits: what fails is an allocation in the encoder
+            raise ImageError(
+                f"could not encode the result as {fmt.upper()}: the encoder failed, most likely for want of memory"
+            )
         return encoded
 
     try:

@@ -18,12 +18,14 @@ from collections.abc import Callable
 
 import numpy as np
 
+from .options import LARGEST_SIDE
 from .tiffbands import PARALLEL_BYTES, encode_bands
 
 SOI, EOI, SOF0, SOS, DRI = 0xD8, 0xD9, 0xC0, 0xDA, 0xDD
 RST7 = b"\xff\xd7"
 CYCLE = 8  # restart markers count RST0 … RST7
 MCU_ROWS = 16  # pixel rows of the tallest MCU OpenCV writes (4:2:0); a gray MCU has 8
+LARGEST = LARGEST_SIDE["jpeg"]
 
 
 def encode_in_bands(
@@ -35,6 +37,8 @@ def encode_in_bands(
     height, width = pixels.shape[:2]
     unit = CYCLE * MCU_ROWS  # whole cycles of MCU rows, whatever the sampling
     if pixels.nbytes < PARALLEL_BYTES or pixels.dtype != np.uint8 or pixels.shape[2] not in (1, 3):
+        return None
+    if max(height, width) > LARGEST:  # more than a JPEG holds: the one encode says so
         return None
     # MCUs per row: 8 pixels wide for gray, 16 for colour (4:2:0 and 4:2:2)
     per_row = -(-width // (8 if pixels.shape[2] == 1 else 16))
@@ -91,6 +95,8 @@ def join(parts: list, heights: list[int], per_row: int) -> bytes | None:
         header[at : at + 2] = b"\0\0"  # the one difference between the bands' headers
         bands.append((bytes(header), at, found["mcu_rows"], data[found["coded_at"] : -2]))
     header, at, mcu_rows, _ = bands[0]
+    if sum(heights) > LARGEST:
+        return None
     if any(band[0] != header for band in bands) or any(h % (CYCLE * mcu_rows) for h in heights[:-1]):
         return None  # other tables, or a band that ends mid-cycle: its successor's markers would not count on
     head = bytearray(header)

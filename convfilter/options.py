@@ -30,6 +30,8 @@ FORMATS = {
     "tiff": "tiff",
     "npy": "npy",
 }
+# the most rows or columns a format holds (libjpeg's and libwebp's limits)
+LARGEST_SIDE = {"jpeg": 65500, "webp": 16383}
 
 
 def int_pair(value: object, single: bool = True) -> tuple[int, int] | None:

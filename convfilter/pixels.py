@@ -139,6 +139,17 @@ def _saturate_by_opencv(sums: np.ndarray, dtype: np.dtype, out: np.ndarray | Non
     return True
 
 
+def opencv_writes(array: np.ndarray) -> bool:
+    """Whether OpenCV can write into the ``(H, W, C)`` ``array`` in place: whole rows of packed
+    pixels (NumPy calls a view of the first channels of a one-pixel row contiguous; OpenCV does not).
+
+    >>> opencv_writes(np.zeros((1, 1, 4), np.uint8)[:, :, :3]), opencv_writes(np.zeros((2, 2, 3)))
+    (False, True)
+    """
+    item = array.itemsize
+    return bool(array.flags.c_contiguous and array.strides[1:] == (array.shape[2] * item, item))
+
+
 def spread(channel: np.ndarray, destination: np.ndarray) -> None:
     """Copy the one channel of ``channel`` ``(H, W, 1)`` to every channel of ``destination``
     ``(H, W, C)`` of the same dtype: OpenCV's gray-to-colour conversion for three channels it
@@ -147,7 +158,7 @@ def spread(channel: np.ndarray, destination: np.ndarray) -> None:
     >>> d = np.zeros((1, 2, 3), np.uint8); spread(np.array([[[7], [9]]], np.uint8), d); d.tolist()
     [[[7, 7, 7], [9, 9, 9]]]
     """
-    if destination.shape[2] == 3 and destination.dtype in OPENCV_DEPTHS and destination.flags.c_contiguous:
+    if destination.shape[2] == 3 and destination.dtype in OPENCV_DEPTHS and opencv_writes(destination):
         result = cv2.cvtColor(np.ascontiguousarray(channel), cv2.COLOR_GRAY2BGR, dst=destination)
         if result.__array_interface__["data"][0] == destination.__array_interface__["data"][0]:
             return

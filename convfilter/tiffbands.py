@@ -51,8 +51,11 @@ def encode_bands(pixels: np.ndarray, units: int, rows: int, encode: Callable, th
     if bands < 2 or not pixels.flags.c_contiguous:
         return None
     cuts = [round(units * i / bands) * rows for i in range(bands)] + [len(pixels)]
-    with ThreadPoolExecutor(bands, thread_name_prefix="convfilter-bands") as pool:
-        parts = list(pool.map(lambda band: encode(pixels[band[0] : band[1]]), itertools.pairwise(cuts)))
+    try:
+        with ThreadPoolExecutor(bands, thread_name_prefix="convfilter-bands") as pool:
+            parts = list(pool.map(lambda band: encode(pixels[band[0] : band[1]]), itertools.pairwise(cuts)))
+    except RuntimeError:  # no room for another thread (an address-space limit): one piece, then
+        return None
     return cuts, parts
 
 

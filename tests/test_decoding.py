@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
-from convfilter import imageio
+from convfilter import decoding
+from convfilter.decoding import opencv_decode
 from convfilter.headers import detect_format
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
@@ -70,7 +71,7 @@ def test_a_memory_file_decodes_every_format_as_imdecode_does(rng):
     files = _files(rng)
     assert {detect_format(data) for data in files.values()} >= {"png", "jpeg", "webp", "bmp", "tiff", "gif", "pnm"}
     for name, data in files.items():
-        got, expected = imageio._opencv_decode(data, detect_format(data)), _imdecode(data)
+        got, expected = opencv_decode(data, detect_format(data)), _imdecode(data)
         assert expected is not None, name
         assert got.dtype == expected.dtype and got.shape == expected.shape, name
         np.testing.assert_array_equal(got, expected, err_msg=name)
@@ -83,7 +84,7 @@ def test_cut_off_files_get_imdecodes_verdict(rng):
         fmt = detect_format(data)
         for cut in rng.integers(1, len(data), 12):
             part = data[:cut]
-            got, expected = imageio._opencv_decode(part, fmt), _imdecode(part)
+            got, expected = opencv_decode(part, fmt), _imdecode(part)
             if expected is None:
                 assert got is None, f"{name} cut at {cut}"
             else:
@@ -96,32 +97,33 @@ def test_a_jpeg_cut_right_after_its_thumbnail_is_refused_as_before(tmp_path):
     photo = cv2.imencode(".jpg", np.full((64, 64, 3), 30, np.uint8))[1].tobytes()
     app1 = b"\xff\xe1" + (len(thumbnail) + 2 + 6).to_bytes(2, "big") + b"Exif\0\0" + thumbnail
     data = photo[:2] + app1 + photo[2:]
-    whole = imageio._opencv_decode(data, "jpeg")
+    whole = opencv_decode(data, "jpeg")
     assert whole is not None and whole.shape == (64, 64, 3)
     cut = data[: 2 + len(app1)]
     assert cut.endswith(b"\xff\xd9")
-    assert imageio._opencv_decode(cut, "jpeg") is None and _imdecode(cut) is None
+    assert opencv_decode(cut, "jpeg") is None and _imdecode(cut) is None
 
 
 def test_without_memory_files_imdecode_decodes(monkeypatch):
     data = (SAMPLES / "coffee.png").read_bytes()
     expected = _imdecode(data)
-    monkeypatch.delattr(imageio.os, "memfd_create")
-    np.testing.assert_array_equal(imageio._opencv_decode(data, "png"), expected)
+    monkeypatch.delattr(decoding.os, "memfd_create")
+    np.testing.assert_array_equal(opencv_decode(data, "png"), expected)
 
 
 def test_no_descriptor_is_left_open(rng):
     data = (SAMPLES / "cat.jpeg").read_bytes()
     before = len(list(Path("/proc/self/fd").iterdir()))
     for _ in range(20):
-        imageio._opencv_decode(data, "jpeg")
-        imageio._opencv_decode(b"\x89PNG\r\n\x1a\n" + bytes(40), "png")  # refused by both readers
+        opencv_decode(data, "jpeg")
+        opencv_decode(b"\x89PNG\r\n\x1a\n" + bytes(40), "png")  # refused by both readers
     assert len(list(Path("/proc/self/fd").iterdir())) == before
 
 
 _PEAK = """
 import json, sys
-from convfilter import imageio
+from convfilter import decoding, imageio
+from convfilter.decoding import opencv_decode
 
 def memory(field):
     with open("/proc/self/status") as status:

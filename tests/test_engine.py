@@ -258,3 +258,26 @@ def test_rejects_non_numeric_images():
         convolve(np.zeros((3, 3, 1), complex), np.ones((1, 1, 1, 1)))
     with pytest.raises(UsageError, match=r"must be 4-D"):
         convolve(np.zeros((3, 3, 1)), np.ones((3, 3)))
+
+
+def test_strips_run_in_the_callers_thread_when_the_pool_cannot_start(rng, monkeypatch):
+    # an address-space limit with no room for another thread's stack: no strip is lost or run twice
+    import threading
+
+    from convfilter.engine import pool
+
+    start = threading.Thread.start
+
+    def refuse(self):
+        if self.name.startswith(pool.POOL_PREFIX):
+            raise RuntimeError("can't start new thread")
+        start(self)
+
+    x = rng.standard_normal((97, 61, 3)).astype(np.float32)
+    weight = rng.standard_normal((4, 3, 5, 5)).astype(np.float32)
+    expected = convolve(x, weight, padding_mode="reflect")
+    monkeypatch.setattr(pool, "_pools", {})
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    got = Convolution(x, weight, padding_mode="reflect").run(threads=2, strip_rows=7)
+    np.testing.assert_array_equal(got, expected)
+    assert pool._pools == {}  # nothing half started is kept

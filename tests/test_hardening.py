@@ -286,3 +286,37 @@ def test_a_large_photo_without_the_memory_for_it_is_one_line(large_photo, tmp_pa
     assert done.returncode == 1
     assert_one_line_error(done.stderr, "not enough memory")
     assert sorted(os.listdir(tmp_path)) == []
+
+
+@pytest.mark.parametrize(("fmt", "rows", "fits"), [("jpg", 65500, True), ("jpg", 65501, False), ("webp", 16384, False)])
+def test_a_result_taller_than_its_format_holds_is_one_line(tmp_path, convfilter_command, fmt, rows, fits):
+    # 16 MiB and more of JPEG pixels are encoded in bands: the joined file must not claim more rows
+    cv2.imwrite(str(tmp_path / "tall.png"), np.random.default_rng(3).integers(0, 256, (rows, 260), np.uint8))
+    done = run_command(convfilter_command, ["identity", "tall.png", "-o", f"out.{fmt}", "-q"], tmp_path)
+    if fits:
+        assert done.returncode == 0, done.stderr
+        assert cv2.imread(str(tmp_path / f"out.{fmt}"), cv2.IMREAD_UNCHANGED).shape == (rows, 260)
+        return
+    assert_clean_failure(done, 1, f"is larger than a {'JPEG' if fmt == 'jpg' else 'WEBP'} holds")
+    assert sorted(os.listdir(tmp_path)) == ["tall.png"]
+
+
+@pytest.mark.parametrize(
+    ("shape", "dtype", "args"),
+    [
+        ((1, 1, 4), np.uint8, []),
+        ((3, 3, 4), np.uint8, ["--padding", "valid"]),
+        ((9, 1, 4), np.uint8, ["--stride", "9"]),
+        ((1, 1, 4), np.uint16, []),
+    ],
+    ids=["1x1", "valid", "stride", "16-bit"],
+)
+def test_edge_to_a_single_pixel_beside_its_alpha(tmp_path, convfilter_command, shape, dtype, args):
+    # one output pixel: NumPy calls a view of its colour channels contiguous, OpenCV does not
+    pixels = np.random.default_rng(6).integers(0, np.iinfo(dtype).max, shape, endpoint=True).astype(dtype)
+    cv2.imwrite(str(tmp_path / "in.png"), pixels)
+    done = run_command(convfilter_command, ["edge", "in.png", "-o", "out.png", "-q", *args], tmp_path)
+    assert done.returncode == 0, done.stderr
+    out = cv2.imread(str(tmp_path / "out.png"), cv2.IMREAD_UNCHANGED)
+    assert out.dtype == dtype and out.shape[2] == 4
+    assert np.all(out[..., 0] == out[..., 1]) and np.all(out[..., 1] == out[..., 2])  # edge: one value for all

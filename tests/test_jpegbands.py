@@ -103,3 +103,19 @@ def test_an_image_to_write_as_jpeg_is_banded_only_when_large(channels, rng):
     expected = cv2.imdecode(cv2.imencode(".jpg", large, [cv2.IMWRITE_JPEG_QUALITY, 90])[1], cv2.IMREAD_UNCHANGED)
     got = cv2.imdecode(np.frombuffer(encoded, np.uint8), cv2.IMREAD_UNCHANGED)
     np.testing.assert_array_equal(got, expected)
+
+
+def test_bands_whose_threads_cannot_start_are_one_encode(rng, monkeypatch):
+    # under an address-space limit a thread's stack may not fit: the image is encoded in one piece
+    from concurrent.futures import ThreadPoolExecutor
+
+    def refuse(self, *args, **kwargs):
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(jpegbands, "PARALLEL_BYTES", 0)
+    monkeypatch.setattr(ThreadPoolExecutor, "submit", refuse)
+    pixels = _photo(rng, 600, 300, 3)
+    assert jpegbands.encode_in_bands(pixels, _encode(90), cv2.IMWRITE_JPEG_RST_INTERVAL) is None
+    encoded = bytes(encode_pieces(pixels, "jpeg", 90, bgr=True))
+    expected = cv2.imdecode(cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, 90])[1], cv2.IMREAD_UNCHANGED)
+    np.testing.assert_array_equal(cv2.imdecode(np.frombuffer(encoded, np.uint8), cv2.IMREAD_UNCHANGED), expected)

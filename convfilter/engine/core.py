@@ -12,7 +12,6 @@ import functools
 import os
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -21,6 +20,7 @@ from . import native
 from .geometry import PADDING_MODES, check_groups, geometry, source_index
 from .nonfinite import NonFinite, finite_range
 from .plan import make_plan
+from .pool import POOL_PREFIX, strip_pool
 from .spatial import Scratch
 from .taps import STRIP_BYTES, Gather, Plan
 
@@ -266,9 +266,10 @@ class Convolution:
         starts = self._starts(strip_rows)
         serial = self.plan.serial(self) and not every_plan
         threads = 1 if serial else min(threads or os.cpu_count() or 1, len(starts))
-        if threading.current_thread().name.startswith(_POOL_PREFIX):
+        if threading.current_thread().name.startswith(POOL_PREFIX):
             threads = 1  # called from a strip's own work (a sink): the pool's threads are all busy
-        if threads <= 1:
+        pool = strip_pool(threads) if threads > 1 else None
+        if pool is None:
             scratch = Scratch()
             for r0, n in starts:
                 work(r0, n, scratch)
@@ -284,23 +285,8 @@ class Convolution:
             for index in chunk:
                 work(*starts[index], local.scratch)
 
-        for _ in _pool(threads).map(task, chunks):
+        for _ in pool.map(task, chunks):
             pass
-
-
-_POOL_PREFIX = "convfilter-strips"
-_pools: dict[tuple[int, int], ThreadPoolExecutor] = {}
-_pools_lock = threading.Lock()
-
-
-def _pool(threads: int) -> ThreadPoolExecutor:
-    """A thread pool kept for the life of the process (per process: a forked child makes its
-    own), so that a convolution does not start and join threads every time."""
-    key = (os.getpid(), threads)
-    with _pools_lock:
-        if key not in _pools:
-            _pools[key] = ThreadPoolExecutor(threads, thread_name_prefix=_POOL_PREFIX)
-        return _pools[key]
 
 
 def convolve(
