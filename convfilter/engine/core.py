@@ -239,8 +239,7 @@ class Convolution:
             self.compute(r0, n, block, scratch, collapse)
             sink(r0, block)
 
-        # a serial plan's blocks too go to the threads: each sink's own work runs beside the others
-        self._parallel(work, threads, strip_rows, every_plan=True)
+        self._parallel(work, threads, strip_rows, sink=True)
 
     def run(self, threads: int | None = None, strip_rows: int | None = None) -> np.ndarray:
         """Return the whole float32 result ``(H', W', O)``; ``strip_rows`` overrides the strip
@@ -261,11 +260,10 @@ class Convolution:
         work: Callable[[int, int, Scratch], None],
         threads: int | None,
         strip_rows: int | None,
-        every_plan: bool = False,
+        sink: bool = False,
     ) -> None:
         starts = self._starts(strip_rows)
-        serial = self.plan.serial(self) and not every_plan
-        threads = 1 if serial else min(threads or os.cpu_count() or 1, len(starts))
+        threads = 1 if self.plan.serial(self, sink) else min(threads or os.cpu_count() or 1, len(starts))
         if threading.current_thread().name.startswith(POOL_PREFIX):
             threads = 1  # called from a strip's own work (a sink): the pool's threads are all busy
         pool = strip_pool(threads) if threads > 1 else None

@@ -227,14 +227,14 @@ class Factored(Plan):
             return max(1, min(max(rows, NATIVE_HALO_SHARE * geo.reach[0] // geo.stride[0]), max(rows, fits)))
         return rows
 
-    def serial(self, conv) -> bool:
+    def serial(self, conv, sink: bool = False) -> bool:
         """True for a separable kernel, or a large one through OpenCV's transform, straight from
-        the image: strips one after another, each on all cores within OpenCV."""
+        the image: blocks one after another, each on all cores within OpenCV. Handed to a
+        ``sink``, a separable filter's blocks go to the threads too, so that turning one into
+        pixels runs beside filtering the next (the transform's blocks are too large for two)."""
+        transform = isinstance(self.spatial, NativeDirect) and self.spatial.transform
         return bool(
-            (
-                isinstance(self.spatial, NativeSeparable)
-                or (isinstance(self.spatial, NativeDirect) and self.spatial.transform)
-            )
+            (transform or (isinstance(self.spatial, NativeSeparable) and not sink))
             and self.pre is None
             and self.post is None
             and image_route(conv, self.spatial)

@@ -39,8 +39,9 @@ class Plan:
         """Output rows per strip, from the ``rows`` that the strip budget allows."""
         return rows
 
-    def serial(self, conv) -> bool:
-        """True where strips should run one after another (the method uses every core itself)."""
+    def serial(self, conv, sink: bool = False) -> bool:
+        """True where strips should run one after another (the method uses every core itself);
+        ``sink``: each block is handed to a sink as it is computed."""
         return False
 
     def block_dtype(self, conv, pixels: np.dtype) -> np.dtype:
