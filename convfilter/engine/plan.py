@@ -49,6 +49,9 @@ from .taps import STRIP_LIMIT, Gather, General, Plan, TapMatmul
 FFT_MIN_TAPS = 100
 # Mixing matrices with more entries than this are applied as one matrix product per strip.
 MATMUL_MIX_ENTRIES = 16
+# (inputs, outputs) of the mixes cv2.transform runs in vectorised loops, 6 to 12 times NumPy's
+# sums as measured; for the others it is slower than they are
+TRANSFORM_MIXES = {(2, 2), (3, 3), (4, 4), (3, 1)}
 # A weight whose kernels differ per channel pair is planned pair by pair up to this many pairs.
 MAX_PAIRS = 64
 # An OpenCV strip holds this many output rows per row of halo, as its float32 result, halo
@@ -158,14 +161,15 @@ def mix(
     native: bool = False,
 ) -> None:
     """Per pixel ``target[..., o] = Σ_c matrix[o, c] · source[..., c]``: a matrix product for a
-    large matrix with no zero (with ``native``, OpenCV's ``cv2.transform`` for a small one), else
-    sums of the non-zero terms (so that an infinity, in the input or from an overflow, never
-    meets a zero weight and turns into NaN)."""
+    large matrix with no zero (with ``native``, OpenCV's ``cv2.transform`` for the small ones it
+    runs fast), else sums of the non-zero terms (so that an infinity, in the input or from an
+    overflow, never meets a zero weight and turns into NaN)."""
     if finite and np.all(matrix != 0):
         if matrix.size > MATMUL_MIX_ENTRIES:
             np.matmul(source, matrix.T.astype(np.float32), out=target)
             return
-        if native and source.flags.c_contiguous and target.flags.c_contiguous:
+        fast = native and matrix.shape[::-1] in TRANSFORM_MIXES
+        if fast and source.flags.c_contiguous and target.flags.c_contiguous:
             # one pass over interleaved pixels instead of a strided pass per term
             result = cv2.transform(source, matrix.astype(np.float32), dst=target)
             if result.__array_interface__["data"][0] != target.__array_interface__["data"][0]:
