@@ -356,7 +356,7 @@ def test_blurs_handed_over_as_pixels_are_the_float_sums_rounded(rng):
         assert np.all(np.abs(got - expected) <= 1), shape
         window = (kh + kw) * np.finfo(np.float32).eps * (sums[differ] + 1)
         assert np.all(np.abs(sums[differ] - np.floor(sums[differ]) - 0.5) <= window), (shape, kernel.shape)
-    assert drawn > 80
+    assert drawn > 50  # most draws: the others are images no larger than the kernel
 
 
 def test_only_blurs_of_eight_and_sixteen_bit_images_are_handed_over_as_pixels(rng):
