@@ -272,7 +272,7 @@ def test_a_mean_box_takes_opencvs_own_mean(mode, dtype, rng):
 
 
 def test_opencvs_channel_mix_matches_the_numpy_sums(rng):
-    from convfilter.engine.plan import mix
+    from convfilter.engine.mixing import mix
 
     for _ in range(300):
         channels, outputs = (int(v) for v in rng.integers(1, 6, 2))
@@ -297,7 +297,7 @@ def test_opencvs_channel_mix_matches_the_numpy_sums(rng):
 
 
 def test_a_mix_with_a_zero_weight_keeps_an_infinity_from_the_outputs_that_do_not_read_it():
-    from convfilter.engine.plan import mix
+    from convfilter.engine.mixing import mix
 
     source = np.array([[[np.inf, 1.0, 2.0]]], np.float32)  # an overflow of an earlier pass
     matrix = np.array([[0.0, 1.0, 1.0], [1.0, 1.0, 1.0]], np.float32)

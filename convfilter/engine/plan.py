@@ -17,10 +17,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from .geometry import Geometry
+from .mixing import mix
 from .native import (
     PIXEL_DEPTHS,
     Native,
@@ -40,18 +40,12 @@ from .spatial import (
     RowMatmul,
     Scratch,
     Separable,
-    accumulate,
     low_rank,
 )
 from .taps import STRIP_LIMIT, Gather, General, Plan, TapMatmul
 
 # An FFT costs about the same whatever the kernel's size; below this many taps it never wins.
 FFT_MIN_TAPS = 100
-# Mixing matrices with more entries than this are applied as one matrix product per strip.
-MATMUL_MIX_ENTRIES = 16
-# (inputs, outputs) of the mixes cv2.transform runs in vectorised loops, 6 to 12 times NumPy's
-# sums as measured; for the others it is slower than they are
-TRANSFORM_MIXES = {(2, 2), (3, 3), (4, 4), (3, 1)}
 # A weight whose kernels differ per channel pair is planned pair by pair up to this many pairs.
 MAX_PAIRS = 64
 # An OpenCV strip holds this many output rows per row of halo, as its float32 result, halo
@@ -150,34 +144,6 @@ def spatial_method(
     elif terms is not None:
         candidates.append(Separable(terms))
     return min(candidates, key=lambda method: method.cost)
-
-
-def mix(
-    source: np.ndarray,
-    matrix: np.ndarray,
-    target: np.ndarray,
-    tmp: np.ndarray,
-    finite: bool = True,
-    native: bool = False,
-) -> None:
-    """Per pixel ``target[..., o] = Σ_c matrix[o, c] · source[..., c]``: a matrix product for a
-    large matrix with no zero (with ``native``, OpenCV's ``cv2.transform`` for the small ones it
-    runs fast), else sums of the non-zero terms (so that an infinity, in the input or from an
-    overflow, never meets a zero weight and turns into NaN)."""
-    if finite and np.all(matrix != 0):
-        if matrix.size > MATMUL_MIX_ENTRIES:
-            np.matmul(source, matrix.T.astype(np.float32), out=target)
-            return
-        fast = native and matrix.shape[::-1] in TRANSFORM_MIXES
-        if fast and source.flags.c_contiguous and target.flags.c_contiguous:
-            # one pass over interleaved pixels instead of a strided pass per term
-            result = cv2.transform(source, matrix.astype(np.float32), dst=target)
-            if result.__array_interface__["data"][0] != target.__array_interface__["data"][0]:
-                np.copyto(target, result.reshape(target.shape))
-            return
-    for o in range(matrix.shape[0]):
-        terms = [(np.float32(w), source[..., c]) for c, w in enumerate(matrix[o]) if w != 0]
-        accumulate(target[..., o], terms, tmp)
 
 
 @dataclass
