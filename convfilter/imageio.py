@@ -335,7 +335,7 @@ def encode_pieces(
         with quiet_native_stderr():  # a large TIFF or JPEG: in bands on all cores
             encoded = (
                 (fmt == "tiff" and encode_in_bands(ordered, encode))
-                or (fmt == "jpeg" and jpeg_in_bands(ordered, encode, cv2.IMWRITE_JPEG_RST_INTERVAL))
+                or (fmt == "jpeg" and jpeg_in_bands(ordered, encode))
                 or encode(ordered)
             )
     except cv2.error as error:

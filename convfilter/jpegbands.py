@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 
+import cv2
 import numpy as np
 
 from .options import LARGEST_SIDE
@@ -29,10 +30,10 @@ LARGEST = LARGEST_SIDE["jpeg"]
 
 
 def encode_in_bands(
-    pixels: np.ndarray, encode: Callable[[np.ndarray, list[int]], np.ndarray], restart: int, threads: int | None = None
+    pixels: np.ndarray, encode: Callable[[np.ndarray, list[int]], np.ndarray], threads: int | None = None
 ) -> bytes | None:
     """The JPEG file of ``pixels`` from ``encode(part, params)`` (OpenCV's JPEG encoder, given
-    ``[restart, MCUs]`` for a restart marker every MCU row) run on bands at once, or None where
+    OpenCV's restart-interval option for a restart marker every MCU row) run on bands at once, or None where
     one piece is the way: a small image, one core, bands not as expected."""
     height, width = pixels.shape[:2]
     unit = CYCLE * MCU_ROWS  # whole cycles of MCU rows, whatever the sampling
@@ -43,7 +44,9 @@ def encode_in_bands(
     # MCUs per row: 8 pixels wide for gray, 16 for colour (4:2:0 and 4:2:2)
     per_row = -(-width // (8 if pixels.shape[2] == 1 else 16))
     units = height // unit
-    parts = encode_bands(pixels, units, unit, lambda part: encode(part, [restart, per_row]), threads)
+    parts = encode_bands(
+        pixels, units, unit, lambda part: encode(part, [cv2.IMWRITE_JPEG_RST_INTERVAL, per_row]), threads
+    )
     if parts is None:
         return None
     cuts, encoded = parts

@@ -43,7 +43,7 @@ def test_joined_bands_decode_to_the_pixels_of_one_encode(rng, monkeypatch):
         quality = int(rng.integers(1, 101))
         threads = int(rng.integers(2, 6))
         pixels = _photo(rng, height, width, channels)
-        joined = jpegbands.encode_in_bands(pixels, _encode(quality), cv2.IMWRITE_JPEG_RST_INTERVAL, threads)
+        joined = jpegbands.encode_in_bands(pixels, _encode(quality), threads)
         assert joined is not None, (height, width, channels, threads)
         whole = _encode(quality)(pixels, []).tobytes()
         got = cv2.imdecode(np.frombuffer(joined, np.uint8), cv2.IMREAD_UNCHANGED)
@@ -60,7 +60,7 @@ def test_libvips_reads_a_joined_file_as_one_encode(rng, tmp_path, monkeypatch):
         return
     monkeypatch.setattr(jpegbands, "PARALLEL_BYTES", 0)
     pixels = _photo(rng, 700, 333, 3)
-    joined = jpegbands.encode_in_bands(pixels, _encode(90), cv2.IMWRITE_JPEG_RST_INTERVAL, 3)
+    joined = jpegbands.encode_in_bands(pixels, _encode(90), 3)
     (tmp_path / "joined.jpg").write_bytes(joined)
     subprocess.run([vips, "copy", tmp_path / "joined.jpg", tmp_path / "joined.png"], check=True)
     expected = cv2.imdecode(np.frombuffer(_encode(90)(pixels, []).tobytes(), np.uint8), cv2.IMREAD_COLOR)
@@ -115,7 +115,7 @@ def test_bands_whose_threads_cannot_start_are_one_encode(rng, monkeypatch):
     monkeypatch.setattr(jpegbands, "PARALLEL_BYTES", 0)
     monkeypatch.setattr(ThreadPoolExecutor, "submit", refuse)
     pixels = _photo(rng, 600, 300, 3)
-    assert jpegbands.encode_in_bands(pixels, _encode(90), cv2.IMWRITE_JPEG_RST_INTERVAL) is None
+    assert jpegbands.encode_in_bands(pixels, _encode(90)) is None
     encoded = bytes(encode_pieces(pixels, "jpeg", 90, bgr=True))
     expected = cv2.imdecode(cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, 90])[1], cv2.IMREAD_UNCHANGED)
     np.testing.assert_array_equal(cv2.imdecode(np.frombuffer(encoded, np.uint8), cv2.IMREAD_UNCHANGED), expected)
